@@ -20,13 +20,13 @@ func goldenEvents() map[string]events.Event {
 	return map[string]events.Event{
 		"app_flushed": {
 			Version: events.Version, ID: "0123456789abcdef0123456789abcdef", Type: events.TypeAppFlushed,
-			AppID: "shop-prod", NotBefore: nb, Actor: "root:shop-prod/rk_4f2a9c1b7e3d",
+			AppID: "shop-prod", NotBefore: nb, Actor: "rvcr_4f2a9c1b7e3d",
 			Source: events.Source{RemoteAddr: "203.0.113.7", RequestID: "req-1", UserAgent: "curl/8.5.0"},
 			Reason: "signing key leaked",
 		},
 		"user_reset": {
 			Version: events.Version, ID: "fedcba9876543210fedcba9876543210", Type: events.TypeUserReset,
-			UserID: 9223372036854775807, NotBefore: nb, Actor: "key:ak_1a2b3c4d5e6f",
+			UserID: 9223372036854775807, NotBefore: nb, Actor: "rvca_1a2b3c4d5e6f",
 			Source: events.Source{RemoteAddr: "198.51.100.2", RequestID: "req-2", UserAgent: "python-requests/2.32"},
 		},
 	}

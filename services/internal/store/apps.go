@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
+)
+
+// App is a registered application. Its root key is kept only as a hash.
+type App struct {
+	ID        string    `json:"id"`
+	KeyID     string    `json:"key_id"`
+	KeyHash   string    `json:"key_hash"`
+	CreatedAt time.Time `json:"created_at"`
+	RotatedAt time.Time `json:"rotated_at,omitzero"`
+}
+
+// CreateApp registers an app and returns its root key, which is shown once and never stored.
+func (s *Store) CreateApp(ctx context.Context, id string) (App, Secret, error) {
+	if err := events.ValidateAppID(id); err != nil {
+		return App{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	keyID := newPublicID(RootKeyPrefix)
+	key, hash := newKey(keyID)
+	app := App{ID: id, KeyID: keyID, KeyHash: hash, CreatedAt: s.now().UTC()}
+	data, _ := json.Marshal(app)
+	if _, err := s.apps.Create(ctx, id, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return App{}, "", fmt.Errorf("%w: app %q (use 'revocast apps rotate %s' for a new root key)", ErrExists, id, id)
+		}
+		return App{}, "", kvErr("create app", err)
+	}
+	return app, key, nil
+}
+
+// RotateApp replaces an app's root key: the old key stops working at once.
+func (s *Store) RotateApp(ctx context.Context, id string) (App, Secret, error) {
+	if err := events.ValidateAppID(id); err != nil {
+		return App{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var app App
+	rev, err := getJSON(ctx, s.apps, id, &app)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return App{}, "", fmt.Errorf("%w: app %q", ErrNotFound, id)
+		}
+		return App{}, "", err
+	}
+	keyID := newPublicID(RootKeyPrefix)
+	key, hash := newKey(keyID)
+	app.KeyID, app.KeyHash, app.RotatedAt = keyID, hash, s.now().UTC()
+	data, _ := json.Marshal(app)
+	if _, err := s.apps.Update(ctx, id, data, rev); err != nil {
+		return App{}, "", kvErr("rotate app", err)
+	}
+	return app, key, nil
+}
+
+// ListApps returns every app, sorted by id.
+func (s *Store) ListApps(ctx context.Context) ([]App, error) {
+	return listJSON[App](ctx, s.apps)
+}
+
+// AuthenticateApp checks an app's root key. An unknown app and a wrong key give the same
+// error after the same work, so the answer does not tell which apps exist.
+func (s *Store) AuthenticateApp(ctx context.Context, appID, presented string) (App, error) {
+	var app App
+	_, err := getJSON(ctx, s.apps, appID, &app)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return App{}, err
+	}
+	stored := app.KeyHash
+	if stored == "" {
+		stored = unknownHash
+	}
+	// Always hash and compare, then decide: no early return on an unknown app.
+	match := hashMatches(presented, stored)
+	if err != nil || !match || app.KeyHash == "" {
+		return App{}, ErrUnauthorized
+	}
+	return app, nil
+}
+
+// unknownHash is compared against when there is no stored hash, to keep the timing equal.
+var unknownHash = hashKey("revocast: no such key")

@@ -1,0 +1,214 @@
+// Package store keeps revocast's state in JetStream, which is its only database: the
+// revocation stream (the audit log) and two KV buckets for apps and admin API keys. Keys
+// are stored as hashes only and checked in constant time.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
+)
+
+// Bucket names in JetStream KV.
+const (
+	AppsBucket = "revocast_apps"
+	KeysBucket = "revocast_keys"
+)
+
+// Scopes an admin API key may hold.
+const (
+	// ScopeUsersReset allows POST /v2/users/reset/{id}.
+	ScopeUsersReset = "users:reset"
+	// ScopeAuditRead allows reading the audit log through the API.
+	ScopeAuditRead = "audit:read"
+)
+
+// AllScopes is what a new key gets when no scope is named.
+var AllScopes = []string{ScopeUsersReset, ScopeAuditRead}
+
+// Errors; the API maps them to status codes in one place.
+var (
+	ErrExists       = errors.New("store: already exists")
+	ErrNotFound     = errors.New("store: not found")
+	ErrUnauthorized = errors.New("store: unknown or wrong key")
+	ErrForbidden    = errors.New("store: key not allowed")
+	ErrInvalid      = errors.New("store: invalid input")
+	ErrNotSetUp     = errors.New("store: revocast stream and buckets not found")
+	// ErrUnavailable wraps every failure to reach JetStream or get an acknowledgement.
+	ErrUnavailable = errors.New("store: JetStream unavailable")
+)
+
+// Config is how the stream and buckets are created.
+type Config struct {
+	// Replicas is the number of copies JetStream keeps: 1 on the embedded default, 3 on a
+	// cluster.
+	Replicas int
+}
+
+// StreamConfig is the configuration of the revocation stream. It is the audit log: delete
+// and purge are denied by the stream itself, and when a limit is reached new writes are
+// refused (DiscardNew) instead of old revocations being dropped.
+func StreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        events.StreamName,
+		Description: "revocast revocation events (append-only audit log)",
+		Subjects:    []string{events.StreamSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		MaxAge:      0,
+		MaxMsgSize:  events.MaxEventSize,
+		Duplicates:  2 * time.Minute,
+		Replicas:    replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+func bucketConfig(name, desc string, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: desc,
+		History:     10,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// Store is revocast's state on JetStream.
+type Store struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	apps   jetstream.KeyValue
+	keys   jetstream.KeyValue
+	now    func() time.Time
+}
+
+// Setup creates or updates the stream and the buckets, then opens the store. revocastd
+// calls it at start; it is idempotent.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("%w: create stream %s: %v", ErrUnavailable, events.StreamName, err)
+	}
+	apps, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(AppsBucket, "revocast apps (root key hashes)", cfg.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("%w: create bucket %s: %v", ErrUnavailable, AppsBucket, err)
+	}
+	keys, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(KeysBucket, "revocast admin API keys (hashes)", cfg.Replicas))
+	if err != nil {
+		return nil, fmt.Errorf("%w: create bucket %s: %v", ErrUnavailable, KeysBucket, err)
+	}
+	return &Store{js: js, stream: stream, apps: apps, keys: keys, now: time.Now}, nil
+}
+
+// Open binds to a stream and buckets that revocastd has already set up; the CLI uses it.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return nil, notSetUp(events.StreamName, err)
+	}
+	apps, err := js.KeyValue(ctx, AppsBucket)
+	if err != nil {
+		return nil, notSetUp(AppsBucket, err)
+	}
+	keys, err := js.KeyValue(ctx, KeysBucket)
+	if err != nil {
+		return nil, notSetUp(KeysBucket, err)
+	}
+	return &Store{js: js, stream: stream, apps: apps, keys: keys, now: time.Now}, nil
+}
+
+func notSetUp(name string, err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("%w: %s does not exist yet; start revocastd once against this NATS so it creates them", ErrNotSetUp, name)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, name, err)
+}
+
+// Publish stores one event in the stream and returns only once JetStream acknowledged it.
+// The event id is the Nats-Msg-Id, so when the same event is published again (a retry after
+// a lost ack) the stream keeps one copy. Transient "no responders" during a leader election
+// are retried within ctx.
+func (s *Store) Publish(ctx context.Context, ev events.Event) (*jetstream.PubAck, error) {
+	data, err := events.Encode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	ack, err := s.js.Publish(ctx, ev.Subject(), data,
+		jetstream.WithMsgID(ev.ID),
+		jetstream.WithExpectStream(events.StreamName),
+		jetstream.WithRetryAttempts(20),
+		jetstream.WithRetryWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, ev.Subject(), err)
+	}
+	return ack, nil
+}
+
+// Ping checks that the stream answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.stream.Info(ctx); err != nil {
+		return fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Stream returns the revocation stream handle.
+func (s *Store) Stream() jetstream.Stream { return s.stream }
+
+func kvErr(op string, err error) error {
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return ErrNotFound
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+}
+
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return 0, kvErr("get "+key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("%w: decode %s/%s: %v", ErrUnavailable, kv.Bucket(), key, err)
+	}
+	return e.Revision(), nil
+}
+
+func listJSON[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, kvErr("list", err)
+	}
+	var names []string
+	for k := range lister.Keys() {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	out := make([]T, 0, len(names))
+	for _, k := range names {
+		var v T
+		if _, err := getJSON(ctx, kv, k, &v); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted between list and get
+			}
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
