@@ -1,0 +1,77 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/services/internal/store"
+)
+
+// apiError is an error with the status and the message the client sees.
+type apiError struct {
+	status     int
+	msg        string
+	retryAfter int // seconds, for 429
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, msg string) *apiError { return &apiError{status: status, msg: msg} }
+
+var (
+	errNotFound         = newError(http.StatusNotFound, "not found")
+	errMethodNotAllowed = newError(http.StatusMethodNotAllowed, "method not allowed")
+	errNotStored        = newError(http.StatusInternalServerError,
+		"the revocation was not stored: the event stream did not acknowledge it; nothing was revoked, retry the call (repeating a revocation is safe)")
+	errInternal = newError(http.StatusInternalServerError, "internal error")
+)
+
+// fail is the one place that turns an error into a response. Errors that are not the
+// client's fault are logged here, once, with the request id; the client gets a plain message.
+func (s *server) fail(c *gin.Context, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		ae = errNotStored
+	default:
+		ae = errInternal
+	}
+	if ae.status >= 500 {
+		s.log.Error("request failed", zap.String("request_id", requestIDOf(c)),
+			zap.String("route", c.FullPath()), zap.Error(err))
+	}
+	if ae.retryAfter > 0 {
+		c.Header("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
+	if ae.status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `APIKey realm="revocast", header="X-API-Key"`)
+	}
+	c.AbortWithStatusJSON(ae.status, envelope(c, ae.msg))
+}
+
+// envelope shapes an error body the way the called API family does: the /v2 user API wraps
+// everything in {success, data, message}; the root API answers {status, error}.
+func envelope(c *gin.Context, msg string) any {
+	if strings.HasPrefix(c.Request.URL.Path, "/v2/") {
+		return v2Error{Success: false, Data: nil, Message: msg}
+	}
+	return rootError{Status: "error", Error: msg}
+}
+
+type v2Error struct {
+	Success bool   `json:"success"`
+	Data    any    `json:"data"`
+	Message string `json:"message"`
+}
+
+type rootError struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}

@@ -1,0 +1,215 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/store"
+)
+
+// handleFlush is DELETE /root/{app_id}/flush: the app's root key in Authorization revokes
+// every token of the app issued until now. 200 {"status":"ok"} only once the event is stored.
+func (s *server) handleFlush() gin.HandlerFunc {
+	type response struct {
+		Status string `json:"status"`
+	}
+	return func(c *gin.Context) {
+		appID := c.Param("app_id")
+		if err := events.ValidateAppID(appID); err != nil {
+			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
+			return
+		}
+		key := strings.TrimSpace(c.GetHeader("Authorization"))
+		key, _ = strings.CutPrefix(key, "Bearer ")
+		if key == "" {
+			s.fail(c, newError(http.StatusBadRequest, "missing Authorization header: send the app's root key"))
+			return
+		}
+		reason, err := readReason(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.checkFailures(c); err != nil {
+			s.fail(c, err)
+			return
+		}
+		ctx, cancel := s.storeContext(c)
+		defer cancel()
+		app, err := s.store.AuthenticateApp(ctx, appID, key)
+		if errors.Is(err, store.ErrUnauthorized) {
+			s.failures.fail(c.ClientIP())
+			s.fail(c, newError(http.StatusForbidden, "forbidden: wrong root key or unknown app"))
+			return
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		ev, err := events.NewAppFlushed(appID, s.now(), app.KeyID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.publish(ctx, c, ev, reason); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, response{Status: "ok"})
+	}
+}
+
+// handleUserReset is POST /v2/users/reset/{id}: an admin key with the users:reset scope
+// revokes every token of the user, in every app, issued until now.
+func (s *server) handleUserReset() gin.HandlerFunc {
+	type response struct {
+		Success bool `json:"success"`
+		Data    bool `json:"data"`
+	}
+	return func(c *gin.Context) {
+		userID, err := events.ParseUserID(c.Param("id"))
+		if err != nil {
+			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))
+			return
+		}
+		key := strings.TrimSpace(c.GetHeader("X-API-Key"))
+		if key == "" {
+			s.fail(c, newError(http.StatusUnauthorized, "missing X-API-Key header: send an admin API key"))
+			return
+		}
+		reason, err := readReason(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.checkFailures(c); err != nil {
+			s.fail(c, err)
+			return
+		}
+		ctx, cancel := s.storeContext(c)
+		defer cancel()
+		k, err := s.store.AuthenticateKey(ctx, key)
+		if errors.Is(err, store.ErrUnauthorized) {
+			s.failures.fail(c.ClientIP())
+			s.fail(c, newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key"))
+			return
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if !k.Allows(store.ScopeUsersReset) {
+			s.fail(c, newError(http.StatusForbidden, "forbidden: this API key does not hold the users:reset scope"))
+			return
+		}
+		ev, err := events.NewUserReset(userID, s.now(), k.ID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.publish(ctx, c, ev, reason); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, response{Success: true, Data: true})
+	}
+}
+
+// storeContext bounds the store work of one call (key check and publish) by the publish
+// timeout. It is not cancelled when the caller hangs up: a revocation that was started is
+// finished.
+func (s *server) storeContext(c *gin.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.publishTimeout)
+}
+
+// publish completes ev with where the call came from and stores it.
+func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, reason string) error {
+	ev.Reason = reason
+	ev.Source = events.Source{
+		RemoteAddr: clip(c.ClientIP(), events.MaxSourceLen),
+		RequestID:  requestIDOf(c),
+		UserAgent:  clip(c.Request.UserAgent(), events.MaxSourceLen),
+	}
+	ack, err := s.store.Publish(ctx, ev)
+	if err != nil {
+		return err
+	}
+	s.log.Info("revocation stored",
+		zap.String("request_id", ev.Source.RequestID),
+		zap.String("type", string(ev.Type)),
+		zap.String("subject", ev.Subject()),
+		zap.String("event_id", ev.ID),
+		zap.Uint64("seq", ack.Sequence),
+		zap.String("actor", ev.Actor),
+		zap.Time("not_before", ev.NotBefore),
+	)
+	return nil
+}
+
+// checkFailures answers 429 to a client that has spent its budget of failed key attempts.
+func (s *server) checkFailures(c *gin.Context) error {
+	wait := s.failures.wait(c.ClientIP())
+	if wait <= 0 {
+		return nil
+	}
+	return &apiError{status: http.StatusTooManyRequests,
+		msg:        "too many failed key attempts from this address; retry later",
+		retryAfter: int(math.Ceil(wait.Seconds()))}
+}
+
+// readReason reads the optional body {"reason": "..."}. An empty body is fine.
+func readReason(c *gin.Context) (string, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return "", err
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return "", nil
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return "", newError(http.StatusBadRequest, `the body must be empty or a JSON object such as {"reason":"..."}`)
+	}
+	if len(req.Reason) > events.MaxReasonLen {
+		return "", newError(http.StatusBadRequest, "reason is too long (at most 512 bytes)")
+	}
+	return req.Reason, nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func handleHealthz() gin.HandlerFunc {
+	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+}
+
+// handleReadyz is ready only when JetStream answers for the stream: a replica that cannot
+// store revocations should get no traffic.
+func (s *server) handleReadyz() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.store.Ping(ctx); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "event stream unavailable"})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	}
+}

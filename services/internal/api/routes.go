@@ -1,0 +1,17 @@
+package api
+
+import "github.com/gin-gonic/gin"
+
+// routes is the whole API surface.
+func (s *server) routes(e *gin.Engine) {
+	e.Use(s.requestID(), s.accessLog(), s.recoverer(), limitBody(MaxBodyBytes))
+
+	e.DELETE("/root/:app_id/flush", s.handleFlush())
+	e.POST("/v2/users/reset/:id", s.handleUserReset())
+
+	e.GET("/healthz", handleHealthz())
+	e.GET("/readyz", s.handleReadyz())
+
+	e.NoRoute(func(c *gin.Context) { s.fail(c, errNotFound) })
+	e.NoMethod(func(c *gin.Context) { s.fail(c, errMethodNotAllowed) })
+}

@@ -1,0 +1,98 @@
+// Package api is revocastd's REST API: the two seed calls that turn an admin's request into a
+// durable revocation event, and the health endpoints. routes.go lists every route.
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/store"
+)
+
+// Limits on what a client may send. Go's HTTP server answers 431 past MaxHeaderBytes;
+// the API answers 413 past MaxBodyBytes.
+const (
+	MaxHeaderBytes = 16 << 10
+	MaxBodyBytes   = 8 << 10
+)
+
+// Store is what the API needs from the store; *store.Store implements it.
+type Store interface {
+	AuthenticateApp(ctx context.Context, appID, presented string) (store.App, error)
+	AuthenticateKey(ctx context.Context, presented string) (store.APIKey, error)
+	Publish(ctx context.Context, ev events.Event) (*jetstream.PubAck, error)
+	Ping(ctx context.Context) error
+}
+
+// Config holds the server's dependencies and settings. Store is required.
+type Config struct {
+	Store  Store
+	Logger *zap.Logger
+	// PublishTimeout bounds the JetStream work of one call (key check and publish until
+	// acknowledged); past it the call answers 500. Default 5s.
+	PublishTimeout time.Duration
+	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-For is believed. Default none:
+	// the client address is the TCP peer.
+	TrustedProxies []string
+	// AuthFailureBurst and AuthFailureEvery limit failed key attempts per client address:
+	// a client may fail Burst times at once, then once per Every. Defaults 10 and 1s.
+	AuthFailureBurst int
+	AuthFailureEvery time.Duration
+	// Now is the clock for not_before; default time.Now.
+	Now func() time.Time
+}
+
+type server struct {
+	store          Store
+	log            *zap.Logger
+	publishTimeout time.Duration
+	failures       *failureLimiter
+	now            func() time.Time
+}
+
+// NewServer returns the API as an http.Handler. Serve it from an http.Server whose
+// MaxHeaderBytes is [MaxHeaderBytes].
+func NewServer(cfg Config) (http.Handler, error) {
+	s := &server{
+		store:          cfg.Store,
+		log:            cfg.Logger,
+		publishTimeout: cfg.PublishTimeout,
+		now:            cfg.Now,
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.publishTimeout <= 0 {
+		s.publishTimeout = 5 * time.Second
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	burst, every := cfg.AuthFailureBurst, cfg.AuthFailureEvery
+	if burst <= 0 {
+		burst = 10
+	}
+	if every <= 0 {
+		every = time.Second
+	}
+	s.failures = newFailureLimiter(burst, every, time.Now)
+
+	e := gin.New()
+	// The contract has no trailing-slash or fixed-path redirects: a wrong path is a 404,
+	// a wrong method a 405 with Allow.
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	s.routes(e)
+	return e, nil
+}

@@ -1,0 +1,269 @@
+// Command revocast is the admin CLI: it manages apps and API keys and publishes revocations,
+// talking to NATS directly (NATS_URL, default the embedded server of revocastd).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"os/user"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "revocast: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+const usage = `usage: revocast [flags] COMMAND [ARGS]
+
+Commands:
+  apps create APP_ID        register an app; prints its root key on the last line
+  apps list                 list apps (ids and public key ids, never secrets)
+  apps rotate APP_ID        replace an app's root key; the old one stops working
+  keys create NAME [--scopes users:reset,audit:read]
+                            create an admin API key; prints it on the last line
+  keys list                 list admin API keys
+  keys rotate NAME|KEY_ID   give a key a new secret; the old one stops working
+  flush APP_ID [--reason R] revoke every token of an app issued until now
+  reset USER_ID [--reason R]
+                            revoke every token of a user, in every app, until now
+
+Flags (anywhere on the line):
+  --nats-url URL     NATS server (NATS_URL; default ` + natsutil.DefaultURL + `)
+  --nats-creds FILE  NATS credentials file (NATS_CREDS)
+  --timeout D        how long to wait for NATS (default 10s)
+`
+
+// usageError is a mistake on the command line; main exits 2 for it.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg + "\n(run 'revocast -h' for usage)" }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// globals are the flags every command takes.
+type globals struct {
+	natsURL string
+	creds   string
+	timeout time.Duration
+	scopes  string
+	reason  string
+}
+
+// parse reads flags wherever they are on the line and returns the positional arguments.
+func parse(args []string, getenv func(string) string, stderr io.Writer) (globals, []string, error) {
+	g := globals{natsURL: getenv("NATS_URL"), creds: getenv("NATS_CREDS")}
+	if g.natsURL == "" {
+		g.natsURL = natsutil.DefaultURL
+	}
+	fs := flag.NewFlagSet("revocast", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&g.natsURL, "nats-url", g.natsURL, "")
+	fs.StringVar(&g.creds, "nats-creds", g.creds, "")
+	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "")
+	fs.StringVar(&g.scopes, "scopes", "", "")
+	fs.StringVar(&g.reason, "reason", "", "")
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stderr, usage)
+				return g, nil, err
+			}
+			return g, nil, usagef("%v", err)
+		}
+		if fs.NArg() == 0 {
+			return g, pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	g, pos, err := parse(args[1:], getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, want := strings.Join(pos[:min(2, len(pos))], " "), 0
+	switch pos[0] {
+	case "flush", "reset":
+		cmd, want = pos[0], 2
+	case "apps", "keys":
+		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2,
+			"keys create": 3, "keys rotate": 3, "keys list": 2}[cmd]
+	}
+	if want == 0 {
+		return usagef("unknown command %q", cmd)
+	}
+	if len(pos) != want {
+		return usagef("%s: wrong number of arguments", cmd)
+	}
+	if g.scopes != "" && cmd != "keys create" {
+		return usagef("--scopes only applies to 'keys create'")
+	}
+	if g.reason != "" && cmd != "flush" && cmd != "reset" {
+		return usagef("--reason only applies to flush and reset")
+	}
+	// Check arguments before touching NATS: bad input changes nothing.
+	var userID int64
+	switch cmd {
+	case "apps create", "apps rotate", "flush":
+		if err := events.ValidateAppID(pos[len(pos)-1]); err != nil {
+			return usagef("%v", err)
+		}
+	case "reset":
+		if userID, err = events.ParseUserID(pos[1]); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	var scopes []string
+	if cmd == "keys create" {
+		if scopes, err = store.ParseScopes(g.scopes); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	if len(g.reason) > events.MaxReasonLen {
+		return usagef("--reason is longer than %d bytes", events.MaxReasonLen)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds)
+	if err != nil {
+		return fmt.Errorf("%w (is revocastd running? set NATS_URL or --nats-url)", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+
+	switch cmd {
+	case "apps create":
+		app, key, err := st.CreateApp(ctx, pos[2])
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, fmt.Sprintf("created app %s (root key id %s)", app.ID, app.KeyID), key)
+	case "apps rotate":
+		app, key, err := st.RotateApp(ctx, pos[2])
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, fmt.Sprintf("rotated the root key of app %s (key id %s); the old key no longer works", app.ID, app.KeyID), key)
+	case "apps list":
+		apps, err := st.ListApps(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "APP\tROOT KEY ID\tCREATED\tROTATED")
+		for _, a := range apps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.KeyID, stamp(a.CreatedAt), stamp(a.RotatedAt))
+		}
+		return tw.Flush()
+	case "keys create":
+		k, key, err := st.CreateKey(ctx, pos[2], scopes)
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, fmt.Sprintf("created API key %s (id %s, scopes %s)", k.Name, k.ID, strings.Join(k.Scopes, ",")), key)
+	case "keys rotate":
+		k, key, err := st.RotateKey(ctx, pos[2])
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, fmt.Sprintf("rotated API key %s (id %s); the old secret no longer works", k.Name, k.ID), key)
+	case "keys list":
+		keys, err := st.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tKEY ID\tSCOPES\tCREATED\tROTATED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.ID, strings.Join(k.Scopes, ","), stamp(k.CreatedAt), stamp(k.RotatedAt))
+		}
+		return tw.Flush()
+	case "flush", "reset":
+		var ev events.Event
+		if cmd == "flush" {
+			ev, err = events.NewAppFlushed(pos[1], time.Now(), cliActor())
+		} else {
+			ev, err = events.NewUserReset(userID, time.Now(), cliActor())
+		}
+		if err != nil {
+			return err
+		}
+		ev.Reason = g.reason
+		ev.Source.UserAgent = "revocast-cli"
+		ack, err := st.Publish(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("%w; nothing was revoked, retry", err)
+		}
+		fmt.Fprintf(stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), ack.Sequence, ev.NotBefore.Format(time.RFC3339Nano))
+		return nil
+	}
+	return usagef("unknown command %q", cmd)
+}
+
+// printSecret prints a note and then the key alone on the last line, so scripts can take it
+// with `tail -n1`.
+func printSecret(w io.Writer, note string, key store.Secret) error {
+	_, err := fmt.Fprintf(w, "%s\nstore this key now; it is not shown again:\n%s\n", note, key.Reveal())
+	return err
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// cliActor names who published from the CLI, for the audit trail.
+func cliActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	a := "cli:" + name + "@" + host
+	if len(a) > events.MaxActorLen {
+		a = a[:events.MaxActorLen]
+	}
+	return a
+}

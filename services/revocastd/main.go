@@ -1,0 +1,234 @@
+// Command revocastd is the revocast broadcaster: a REST API that turns "flush this app" and
+// "reset this user" into durable revocation events on NATS JetStream.
+//
+// With no configuration it starts an embedded NATS server with JetStream on loopback and
+// keeps its data in ./revocast-data; with NATS_URL set it uses that NATS and embeds nothing.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/revocast/revocast/services/internal/api"
+	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	gin.SetMode(gin.ReleaseMode)
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "revocastd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// config is every setting, each a flag with an environment variable.
+type config struct {
+	httpAddr       string
+	dataDir        string
+	natsListen     string
+	natsURL        string
+	natsCreds      string
+	replicas       int
+	syncInterval   time.Duration
+	publishTimeout time.Duration
+	trustedProxies string
+	logLevel       string
+	logFormat      string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&cfg.httpAddr, "http-addr", env("REVOCAST_HTTP_ADDR", "127.0.0.1:8080"), "API listen address (REVOCAST_HTTP_ADDR)")
+	fs.StringVar(&cfg.dataDir, "data-dir", env("REVOCAST_DATA_DIR", "revocast-data"), "embedded NATS data directory (REVOCAST_DATA_DIR)")
+	fs.StringVar(&cfg.natsListen, "nats-listen", env("REVOCAST_NATS_LISTEN", natsutil.DefaultListen), "embedded NATS listen address (REVOCAST_NATS_LISTEN)")
+	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", ""), "use this NATS server or cluster and embed nothing (NATS_URL)")
+	fs.StringVar(&cfg.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS credentials file (NATS_CREDS)")
+	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas for the stream and buckets: 1 embedded, 3 on a cluster (REVOCAST_REPLICAS)")
+	fs.DurationVar(&cfg.syncInterval, "nats-sync-interval", 0, "embedded JetStream fsync interval; 0 = fsync before every ack (REVOCAST_NATS_SYNC_INTERVAL)")
+	fs.DurationVar(&cfg.publishTimeout, "publish-timeout", 5*time.Second, "how long a call waits for JetStream to store its event before answering 500 (REVOCAST_PUBLISH_TIMEOUT)")
+	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", env("REVOCAST_TRUSTED_PROXIES", ""), "comma-separated proxy CIDRs whose X-Forwarded-For is trusted (REVOCAST_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.logLevel, "log-level", env("REVOCAST_LOG_LEVEL", "info"), "debug, info, warn or error (REVOCAST_LOG_LEVEL)")
+	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
+	// Numeric and duration defaults from the environment are parsed by the flag package
+	// itself, so a bad value gets the same error as a bad flag.
+	for flagName, envName := range map[string]string{
+		"replicas": "REVOCAST_REPLICAS", "nats-sync-interval": "REVOCAST_NATS_SYNC_INTERVAL",
+		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT",
+	} {
+		if v := getenv(envName); v != "" {
+			if err := fs.Set(flagName, v); err != nil {
+				return cfg, fmt.Errorf("%s=%q: %w", envName, v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (revocastd takes flags only; see -h)", fs.Arg(0))
+	}
+	if cfg.replicas < 1 || cfg.replicas > 5 {
+		return cfg, fmt.Errorf("-replicas %d: must be 1 to 5", cfg.replicas)
+	}
+	return cfg, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("-log-level %q: %w", level, err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("-log-format %q: want json or console", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// run starts everything, serves until ctx is done, then shuts down in order: HTTP (finishing
+// calls in flight), NATS (draining), the embedded server. It prints one line to stdout
+// when it serves, with the API and NATS addresses.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	natsURL := cfg.natsURL
+	var embedded *natsutil.Embedded
+	if natsURL == "" {
+		embedded, err = natsutil.StartEmbedded(natsutil.EmbeddedConfig{
+			Listen: cfg.natsListen, DataDir: cfg.dataDir, SyncInterval: cfg.syncInterval,
+		})
+		if err != nil {
+			return err
+		}
+		defer embedded.Shutdown()
+		natsURL = embedded.ClientURL()
+		abs, _ := filepath.Abs(cfg.dataDir)
+		log.Info("embedded NATS started", zap.String("url", natsURL), zap.String("data_dir", abs),
+			zap.Bool("fsync_before_ack", cfg.syncInterval == 0))
+	}
+
+	nc, err := natsutil.Connect(natsURL, "revocastd", cfg.natsCreds,
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted())) }),
+	)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	st, err := store.Setup(setupCtx, js, store.Config{Replicas: cfg.replicas})
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	var proxies []string
+	if cfg.trustedProxies != "" {
+		proxies = strings.Split(cfg.trustedProxies, ",")
+	}
+	handler, err := api.NewServer(api.Config{
+		Store: st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
+	})
+	if err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("API cannot listen on %s: %w (set REVOCAST_HTTP_ADDR to another address)", cfg.httpAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		MaxHeaderBytes:    api.MaxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	apiURL := "http://" + ln.Addr().String()
+	log.Info("revocastd serving", zap.String("api", apiURL), zap.String("nats", nc.ConnectedUrlRedacted()))
+	fmt.Fprintf(stdout, "revocastd: serving %s (NATS %s)\n", apiURL, nc.ConnectedUrlRedacted())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("HTTP shutdown", zap.Error(err))
+	}
+	if err := drain(nc, 10*time.Second); err != nil {
+		log.Warn("NATS drain", zap.Error(err))
+	}
+	return nil
+}
+
+// drain drains nc and waits until it is closed.
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		return errors.New("timed out")
+	}
+}
