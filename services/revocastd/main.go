@@ -74,7 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.natsListen, "nats-listen", env("REVOCAST_NATS_LISTEN", natsutil.DefaultListen), "embedded NATS listen address (REVOCAST_NATS_LISTEN)")
 	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", ""), "use this NATS server or cluster and embed nothing (NATS_URL)")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS credentials file (NATS_CREDS)")
-	fs.IntVar(&cfg.replicas, "replicas", 1, "JetStream replicas for the stream and buckets: 1 embedded, 3 on a cluster (REVOCAST_REPLICAS)")
+	fs.IntVar(&cfg.replicas, "replicas", 0, "JetStream replicas for the stream and buckets; 0 = 1 on a single server, 3 on a cluster (REVOCAST_REPLICAS)")
 	fs.DurationVar(&cfg.syncInterval, "nats-sync-interval", 0, "embedded JetStream fsync interval; 0 = fsync before every ack (REVOCAST_NATS_SYNC_INTERVAL)")
 	fs.DurationVar(&cfg.publishTimeout, "publish-timeout", 5*time.Second, "how long a call waits for JetStream to store its event before answering 500 (REVOCAST_PUBLISH_TIMEOUT)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", env("REVOCAST_TRUSTED_PROXIES", ""), "comma-separated proxy CIDRs whose X-Forwarded-For is trusted (REVOCAST_TRUSTED_PROXIES)")
@@ -98,8 +98,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (revocastd takes flags only; see -h)", fs.Arg(0))
 	}
-	if cfg.replicas < 1 || cfg.replicas > 5 {
-		return cfg, fmt.Errorf("-replicas %d: must be 1 to 5", cfg.replicas)
+	if cfg.replicas < 0 || cfg.replicas > 5 {
+		return cfg, fmt.Errorf("-replicas %d: must be 0 (auto) or 1 to 5", cfg.replicas)
 	}
 	return cfg, nil
 }
@@ -165,8 +165,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	replicas := cfg.replicas
+	if replicas == 0 {
+		replicas = autoReplicas(nc)
+	}
+	log.Info("JetStream storage", zap.Int("replicas", replicas), zap.String("cluster", nc.ConnectedClusterName()))
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	st, err := store.Setup(setupCtx, js, store.Config{Replicas: cfg.replicas})
+	st, err := store.Setup(setupCtx, js, store.Config{Replicas: replicas})
 	cancel()
 	if err != nil {
 		return err
@@ -216,6 +221,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("NATS drain", zap.Error(err))
 	}
 	return nil
+}
+
+// autoReplicas keeps one copy on a single server and three on a cluster, the usual
+// majority that survives the loss of one node.
+func autoReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return 3
 }
 
 // drain drains nc and waits until it is closed.

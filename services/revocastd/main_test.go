@@ -274,7 +274,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		"ErrUnknownFlag":  {[]string{"revocastd", "-nope"}, nil, "flag provided but not defined"},
 		"ErrArgument":     {[]string{"revocastd", "serve"}, nil, "unexpected argument"},
-		"ErrReplicas":     {[]string{"revocastd", "-replicas", "0"}, nil, "must be 1 to 5"},
+		"ErrReplicas":     {[]string{"revocastd", "-replicas", "-1"}, nil, "must be 0 (auto) or 1 to 5"},
 		"ErrEnvDuration":  {[]string{"revocastd"}, map[string]string{"REVOCAST_PUBLISH_TIMEOUT": "soon"}, "REVOCAST_PUBLISH_TIMEOUT"},
 		"ErrLogLevel":     {[]string{"revocastd", "-log-level", "loud"}, nil, "-log-level"},
 		"ErrNATSListen":   {[]string{"revocastd", "-nats-listen", "nohost"}, nil, "listen address"},
