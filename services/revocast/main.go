@@ -51,6 +51,12 @@ Commands:
   flush APP_ID [--reason R] revoke every token of an app issued until now
   reset USER_ID [--reason R]
                             revoke every token of a user, in every app, until now
+  audit [--app ID] [--user ID] [--type T] [--actor KEY_ID] [--since S] [--until S]
+        [--format table|jsonl] [--follow]
+                            replay the revocation stream (read-only); --since/--until take
+                            a duration back from now (24h), an RFC 3339 time or a date
+  audit --verify            check that the stream still denies delete and purge, has no
+                            gaps and holds only valid events; exit status 1 if not
 
 Flags (anywhere on the line):
   --nats-url URL     NATS server (NATS_URL; default ` + natsutil.DefaultURL + `)
@@ -72,7 +78,16 @@ type globals struct {
 	timeout time.Duration
 	scopes  string
 	reason  string
+	audit   auditFlags
 }
+
+// auditFlags are the flags of 'revocast audit'.
+type auditFlags struct {
+	app, user, typ, actor, since, until, format string
+	follow, verify                              bool
+}
+
+func (a auditFlags) set() bool { return a != auditFlags{} }
 
 // parse reads flags wherever they are on the line and returns the positional arguments.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (globals, []string, error) {
@@ -87,6 +102,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (globals
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "")
 	fs.StringVar(&g.scopes, "scopes", "", "")
 	fs.StringVar(&g.reason, "reason", "", "")
+	fs.StringVar(&g.audit.app, "app", "", "")
+	fs.StringVar(&g.audit.user, "user", "", "")
+	fs.StringVar(&g.audit.typ, "type", "", "")
+	fs.StringVar(&g.audit.actor, "actor", "", "")
+	fs.StringVar(&g.audit.since, "since", "", "")
+	fs.StringVar(&g.audit.until, "until", "", "")
+	fs.StringVar(&g.audit.format, "format", "", "")
+	fs.BoolVar(&g.audit.follow, "follow", false, "")
+	fs.BoolVar(&g.audit.verify, "verify", false, "")
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -117,6 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch pos[0] {
 	case "flush", "reset":
 		cmd, want = pos[0], 2
+	case "audit":
+		cmd, want = "audit", 1
 	case "apps", "keys":
 		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2,
 			"keys create": 3, "keys rotate": 3, "keys list": 2}[cmd]
@@ -132,6 +158,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if g.reason != "" && cmd != "flush" && cmd != "reset" {
 		return usagef("--reason only applies to flush and reset")
+	}
+	if g.audit.set() && cmd != "audit" {
+		return usagef("--app, --user, --type, --actor, --since, --until, --format, --follow and --verify only apply to audit")
+	}
+	var aq auditQuery
+	if cmd == "audit" {
+		if aq, err = parseAudit(g.audit, time.Now(), stdout); err != nil {
+			return err
+		}
 	}
 	// Check arguments before touching NATS: bad input changes nothing.
 	var userID int64
@@ -155,8 +190,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usagef("--reason is longer than %d bytes", events.MaxReasonLen)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	if cmd != "audit" {
+		// A replay of a long stream may take longer than --timeout; each of its requests is
+		// bounded by JetStream's own timeout instead (and Ctrl-C ends it).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
 	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds)
 	if err != nil {
 		return fmt.Errorf("%w (is revocastd running? set NATS_URL or --nats-url)", err)
@@ -166,11 +206,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cmd == "audit" {
+		// Auditors may only read the stream: audit needs nothing else.
+		return runAudit(ctx, js, aq, stdout, stderr)
+	}
 	st, err := store.Open(ctx, js)
 	if err != nil {
 		return err
 	}
-
 	switch cmd {
 	case "apps create":
 		app, key, err := st.CreateApp(ctx, pos[2])

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/services/internal/api"
+	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
 )
@@ -183,6 +184,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler, err := api.NewServer(api.Config{
 		Store: st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
+		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+			return audit.Replay(ctx, js, q, emit)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("-trusted-proxies: %w", err)

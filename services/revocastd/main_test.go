@@ -460,4 +460,3 @@ func BenchmarkAdminCalls(b *testing.B) {
 	b.ReportMetric(p(0.50), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
 }
-

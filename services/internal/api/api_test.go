@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/events/eventstest"
 	"github.com/revocast/revocast/services/internal/api"
+	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/store"
 )
 
@@ -62,6 +64,9 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Store = st
+	cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+		return audit.Replay(ctx, js, q, emit)
+	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = time.Second
 	}
@@ -386,5 +391,118 @@ func TestStreamRefusalGives500(t *testing.T) {
 	}
 	if n := f.msgs(t); n != 1 {
 		t.Fatalf("stream holds %d events, want 1 (old revocations are never dropped)", n)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	f := newFixture(t, api.Config{})
+	admin := map[string]string{"X-API-Key": f.adminKey}
+	for _, id := range []string{"1", "2", "3"} {
+		if r := f.do(t, "POST", "/v2/users/reset/"+id, map[string]string{"X-API-Key": f.adminKey, "X-Request-Id": "r" + id}, `{"reason":"test"}`); r.status != 200 {
+			t.Fatalf("reset %s: %d", id, r.status)
+		}
+	}
+	if r := f.do(t, "DELETE", "/root/shop/flush", map[string]string{"Authorization": f.rootKey}, ""); r.status != 200 {
+		t.Fatalf("flush: %d", r.status)
+	}
+
+	type page struct {
+		Success bool `json:"success"`
+		Data    struct {
+			Events []struct {
+				Seq       uint64    `json:"seq"`
+				StoredAt  time.Time `json:"stored_at"`
+				Subject   string    `json:"subject"`
+				Type      string    `json:"type"`
+				UserID    string    `json:"user_id"`
+				AppID     string    `json:"app_id"`
+				Actor     string    `json:"actor"`
+				Reason    string    `json:"reason"`
+				NotBefore time.Time `json:"not_before"`
+				Source    struct {
+					RequestID string `json:"request_id"`
+				} `json:"source"`
+			} `json:"events"`
+			NextAfterSeq uint64 `json:"next_after_seq"`
+			More         bool   `json:"more"`
+		} `json:"data"`
+	}
+	get := func(query string) page {
+		t.Helper()
+		r := f.do(t, "GET", "/v1/audit"+query, admin, "")
+		if r.status != 200 {
+			t.Fatalf("GET /v1/audit%s = %d %s", query, r.status, r.raw)
+		}
+		var p page
+		if err := json.Unmarshal([]byte(r.raw), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	all := get("")
+	if len(all.Data.Events) != 4 || all.Data.More || all.Data.NextAfterSeq != 4 {
+		t.Fatalf("all = %+v", all.Data)
+	}
+	e := all.Data.Events[0]
+	if e.Seq != 1 || e.Subject != "revocation.user.reset.1" || e.Type != "user.reset" || e.UserID != "1" ||
+		e.Reason != "test" || e.Source.RequestID != "r1" || e.StoredAt.IsZero() || e.NotBefore.After(e.StoredAt) {
+		t.Fatalf("first event = %+v", e)
+	}
+	// Pagination by sequence: two pages of two.
+	p1 := get("?limit=2")
+	p2 := get("?limit=2&after_seq=" + strconv.FormatUint(p1.Data.NextAfterSeq, 10))
+	if len(p1.Data.Events) != 2 || !p1.Data.More || len(p2.Data.Events) != 2 || p2.Data.More || p2.Data.Events[1].Type != "app.flushed" {
+		t.Fatalf("pages = %+v / %+v", p1.Data, p2.Data)
+	}
+	if p := get("?user=2"); len(p.Data.Events) != 1 || p.Data.Events[0].UserID != "2" {
+		t.Fatalf("user=2: %+v", p.Data)
+	}
+	if p := get("?app=shop"); len(p.Data.Events) != 1 || p.Data.Events[0].AppID != "shop" {
+		t.Fatalf("app=shop: %+v", p.Data)
+	}
+	if p := get("?type=user.reset&actor=" + all.Data.Events[0].Actor); len(p.Data.Events) != 3 {
+		t.Fatalf("type+actor: %+v", p.Data)
+	}
+	if p := get("?since=1h&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); len(p.Data.Events) != 4 {
+		t.Fatalf("since/until: %d events", len(p.Data.Events))
+	}
+	if p := get("?until=2000-01-01"); len(p.Data.Events) != 0 {
+		t.Fatalf("until 2000: %d events", len(p.Data.Events))
+	}
+
+	for name, tc := range map[string]struct {
+		query  string
+		header map[string]string
+		status int
+	}{
+		"ErrNoKey":     {"", nil, 401},
+		"ErrScope":     {"", map[string]string{"X-API-Key": f.rootKey}, 401},
+		"ErrType":      {"?type=app.deleted", admin, 400},
+		"ErrSince":     {"?since=yesterday", admin, 400},
+		"ErrRange":     {"?since=2026-01-02&until=2026-01-01", admin, 400},
+		"ErrLimit":     {"?limit=5000", admin, 400},
+		"ErrUser":      {"?user=-3", admin, 400},
+		"ErrAfterSeq":  {"?after_seq=x", admin, 400},
+		"ErrAppID":     {"?app=a.b", admin, 400},
+		"OKAuditorKey": {"", map[string]string{"X-API-Key": f.readOnly}, 200},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := f.do(t, "GET", "/v1/audit"+tc.query, tc.header, "")
+			if r.status != tc.status {
+				t.Fatalf("status = %d %s, want %d", r.status, r.raw, tc.status)
+			}
+			if tc.status != 200 && r.body["success"] != false {
+				t.Fatalf("body = %s", r.raw)
+			}
+		})
+	}
+	// A key without audit:read is refused.
+	_, resetOnly, err := f.store.CreateKey(t.Context(), "reset-only", []string{store.ScopeUsersReset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := f.do(t, "GET", "/v1/audit", map[string]string{"X-API-Key": resetOnly.Reveal()}, ""); r.status != 403 {
+		t.Fatalf("reset-only key: %d, want 403", r.status)
 	}
 }

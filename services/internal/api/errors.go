@@ -56,10 +56,10 @@ func (s *server) fail(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(ae.status, envelope(c, ae.msg))
 }
 
-// envelope shapes an error body the way the called API family does: the /v2 user API wraps
-// everything in {success, data, message}; the root API answers {status, error}.
+// envelope shapes an error body the way the called API family does: the API-key calls
+// (/v1, /v2) wrap everything in {success, data, message}; the root API answers {status, error}.
 func envelope(c *gin.Context, msg string) any {
-	if strings.HasPrefix(c.Request.URL.Path, "/v2/") {
+	if p := c.Request.URL.Path; strings.HasPrefix(p, "/v2/") || strings.HasPrefix(p, "/v1/") {
 		return v2Error{Success: false, Data: nil, Message: msg}
 	}
 	return rootError{Status: "error", Error: msg}

@@ -82,34 +82,16 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))
 			return
 		}
-		key := strings.TrimSpace(c.GetHeader("X-API-Key"))
-		if key == "" {
-			s.fail(c, newError(http.StatusUnauthorized, "missing X-API-Key header: send an admin API key"))
-			return
-		}
 		reason, err := readReason(c)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		if err := s.checkFailures(c); err != nil {
-			s.fail(c, err)
-			return
-		}
 		ctx, cancel := s.storeContext(c)
 		defer cancel()
-		k, err := s.store.AuthenticateKey(ctx, key)
-		if errors.Is(err, store.ErrUnauthorized) {
-			s.failures.fail(c.ClientIP())
-			s.fail(c, newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key"))
-			return
-		}
+		k, err := s.authenticateKey(ctx, c, store.ScopeUsersReset)
 		if err != nil {
 			s.fail(c, err)
-			return
-		}
-		if !k.Allows(store.ScopeUsersReset) {
-			s.fail(c, newError(http.StatusForbidden, "forbidden: this API key does not hold the users:reset scope"))
 			return
 		}
 		ev, err := events.NewUserReset(userID, s.now(), k.ID)
@@ -130,6 +112,30 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 // finished.
 func (s *server) storeContext(c *gin.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.publishTimeout)
+}
+
+// authenticateKey checks the X-API-Key header and that the key holds scope: 401 for a
+// missing, unknown or wrong key (counted against the client), 403 for a missing scope.
+func (s *server) authenticateKey(ctx context.Context, c *gin.Context, scope string) (store.APIKey, error) {
+	key := strings.TrimSpace(c.GetHeader("X-API-Key"))
+	if key == "" {
+		return store.APIKey{}, newError(http.StatusUnauthorized, "missing X-API-Key header: send an admin API key")
+	}
+	if err := s.checkFailures(c); err != nil {
+		return store.APIKey{}, err
+	}
+	k, err := s.store.AuthenticateKey(ctx, key)
+	if errors.Is(err, store.ErrUnauthorized) {
+		s.failures.fail(c.ClientIP())
+		return store.APIKey{}, newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key")
+	}
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	if !k.Allows(scope) {
+		return store.APIKey{}, newError(http.StatusForbidden, "forbidden: this API key does not hold the "+scope+" scope")
+	}
+	return k, nil
 }
 
 // publish completes ev with where the call came from and stores it.

@@ -8,6 +8,7 @@ func (s *server) routes(e *gin.Engine) {
 
 	e.DELETE("/root/:app_id/flush", s.handleFlush())
 	e.POST("/v2/users/reset/:id", s.handleUserReset())
+	e.GET("/v1/audit", s.handleAudit())
 
 	e.GET("/healthz", handleHealthz())
 	e.GET("/readyz", s.handleReadyz())

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/store"
 )
 
@@ -30,9 +32,13 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
-// Config holds the server's dependencies and settings. Store is required.
+// ReplayFunc replays the audit log; revocastd passes a closure over [audit.Replay].
+type ReplayFunc func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error)
+
+// Config holds the server's dependencies and settings. Store and Replay are required.
 type Config struct {
 	Store  Store
+	Replay ReplayFunc
 	Logger *zap.Logger
 	// PublishTimeout bounds the JetStream work of one call (key check and publish until
 	// acknowledged); past it the call answers 500. Default 5s.
@@ -50,6 +56,7 @@ type Config struct {
 
 type server struct {
 	store          Store
+	replay         ReplayFunc
 	log            *zap.Logger
 	publishTimeout time.Duration
 	failures       *failureLimiter
@@ -59,8 +66,12 @@ type server struct {
 // NewServer returns the API as an http.Handler. Serve it from an http.Server whose
 // MaxHeaderBytes is [MaxHeaderBytes].
 func NewServer(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil || cfg.Replay == nil {
+		return nil, errors.New("api: Config.Store and Config.Replay are required")
+	}
 	s := &server{
 		store:          cfg.Store,
+		replay:         cfg.Replay,
 		log:            cfg.Logger,
 		publishTimeout: cfg.PublishTimeout,
 		now:            cfg.Now,

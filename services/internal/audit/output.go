@@ -1,0 +1,139 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/revocast/revocast/events"
+)
+
+// JSONRecord is the JSON form of a [Record]: the event's own fields with the stream
+// sequence, the stored time and the subject beside them. The API and `revocast audit
+// --format jsonl` both write it.
+type JSONRecord struct {
+	Seq      uint64    `json:"seq"`
+	StoredAt time.Time `json:"stored_at"`
+	Subject  string    `json:"subject"`
+	events.Event
+}
+
+// invalidRecord is the JSON form of a message that is not a valid event.
+type invalidRecord struct {
+	Seq      uint64    `json:"seq"`
+	StoredAt time.Time `json:"stored_at"`
+	Subject  string    `json:"subject"`
+	Error    string    `json:"error"`
+	Raw      string    `json:"raw"`
+}
+
+// MarshalRecord returns the JSON form of r.
+func MarshalRecord(r Record) any {
+	if r.Err != nil {
+		return invalidRecord{Seq: r.Seq, StoredAt: r.Stored, Subject: r.Subject, Error: r.Err.Error(), Raw: string(r.Raw)}
+	}
+	return JSONRecord{Seq: r.Seq, StoredAt: r.Stored, Subject: r.Subject, Event: r.Event}
+}
+
+// JSONLWriter writes one JSON object per line.
+type JSONLWriter struct{ enc *json.Encoder }
+
+// NewJSONLWriter writes to w; wrap w in a bufio.Writer for long replays.
+func NewJSONLWriter(w io.Writer) *JSONLWriter {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return &JSONLWriter{enc: enc}
+}
+
+// Write writes r as one line.
+func (w *JSONLWriter) Write(r Record) error { return w.enc.Encode(MarshalRecord(r)) }
+
+// TableWriter writes aligned columns without buffering the whole replay, so it works with
+// --follow: column widths are fixed, and a longer value simply pushes its row to the right.
+type TableWriter struct {
+	w      io.Writer
+	header bool
+}
+
+// NewTableWriter writes to w.
+func NewTableWriter(w io.Writer) *TableWriter { return &TableWriter{w: w} }
+
+var columns = []struct {
+	name  string
+	width int
+}{
+	{"SEQ", 7}, {"STORED", 24}, {"TYPE", 11}, {"TARGET", 20}, {"NOT BEFORE", 30},
+	{"ACTOR", 18}, {"REMOTE", 15}, {"REQUEST ID", 16}, {"REASON", 0},
+}
+
+func (t *TableWriter) row(cells ...string) error {
+	var b strings.Builder
+	for i, c := range cells {
+		if i > 0 {
+			b.WriteString("  ")
+		}
+		b.WriteString(c)
+		if pad := columns[i].width - len(c); pad > 0 && i < len(cells)-1 {
+			b.WriteString(strings.Repeat(" ", pad))
+		}
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(t.w, strings.TrimRight(b.String(), " \n")+"\n")
+	return err
+}
+
+// Write writes r as one row, after the header on the first call.
+func (t *TableWriter) Write(r Record) error {
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	stored := r.Stored.Format("2006-01-02T15:04:05.000Z")
+	if r.Err != nil {
+		return t.row(strconv.FormatUint(r.Seq, 10), stored, "INVALID", r.Subject, "-", "-", "-", "-", r.Err.Error())
+	}
+	e := r.Event
+	target := "app " + e.AppID
+	if e.Type == events.TypeUserReset {
+		target = "user " + strconv.FormatInt(e.UserID, 10)
+	}
+	return t.row(strconv.FormatUint(r.Seq, 10), stored, string(e.Type), target,
+		e.NotBefore.Format(time.RFC3339Nano), e.Actor, dash(e.Source.RemoteAddr), dash(e.Source.RequestID), dash(e.Reason))
+}
+
+// Flush writes the header if it is not written yet, so an empty result still shows columns.
+func (t *TableWriter) Flush() error {
+	if t.header {
+		return nil
+	}
+	t.header = true
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.name
+	}
+	return t.row(names...)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// SummaryLine is the closing line of a replay, for stderr.
+func SummaryLine(s Summary) string {
+	line := fmt.Sprintf("audit: %d events matched, %d scanned", s.Matched, s.Scanned)
+	if s.Matched > 0 {
+		line += fmt.Sprintf(", first %s, last %s", s.First.Format(time.RFC3339), s.Last.Format(time.RFC3339))
+	}
+	if s.Invalid > 0 {
+		line += fmt.Sprintf(", %d INVALID", s.Invalid)
+	}
+	for _, g := range s.Gaps {
+		line += ", GAP " + g.String()
+	}
+	return line
+}
