@@ -7,7 +7,6 @@
 package events
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -197,16 +196,20 @@ func Encode(e Event) ([]byte, error) {
 // Decode parses and validates one event. Unknown fields are ignored so that a newer writer
 // can add optional fields without breaking older readers; a new version number cannot.
 func Decode(data []byte) (Event, error) {
+	// Unmarshal, unlike a Decoder, also refuses trailing data after the object.
+	return DecodeWith(data, json.Unmarshal)
+}
+
+// DecodeWith is [Decode] with another JSON unmarshaler that is compatible with
+// encoding/json (same struct tags, same errors for trailing data), for readers that decode
+// millions of events, such as an audit replay.
+func DecodeWith(data []byte, unmarshal func([]byte, any) error) (Event, error) {
 	var e Event
 	if len(data) > MaxEventSize {
 		return e, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidEvent, len(data), MaxEventSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&e); err != nil {
+	if err := unmarshal(data, &e); err != nil {
 		return Event{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-	}
-	if dec.More() {
-		return Event{}, fmt.Errorf("%w: trailing data after the event", ErrInvalidEvent)
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, err

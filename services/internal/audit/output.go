@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,18 +39,43 @@ func MarshalRecord(r Record) any {
 	return JSONRecord{Seq: r.Seq, StoredAt: r.Stored, Subject: r.Subject, Event: r.Event}
 }
 
-// JSONLWriter writes one JSON object per line.
-type JSONLWriter struct{ enc *json.Encoder }
+// JSONLWriter writes one JSON object per line, the same objects as [MarshalRecord].
+type JSONLWriter struct {
+	w   io.Writer
+	enc *json.Encoder
+	buf []byte
+}
 
 // NewJSONLWriter writes to w; wrap w in a bufio.Writer for long replays.
 func NewJSONLWriter(w io.Writer) *JSONLWriter {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return &JSONLWriter{enc: enc}
+	return &JSONLWriter{w: w, enc: enc}
 }
 
-// Write writes r as one line.
-func (w *JSONLWriter) Write(r Record) error { return w.enc.Encode(MarshalRecord(r)) }
+// Write writes r as one line. A valid event written compactly (as events.Encode writes
+// them) is copied as stored, behind the record's own fields, instead of being encoded
+// again: replays of millions of events spend their time reading, not re-encoding.
+func (w *JSONLWriter) Write(r Record) error {
+	raw := r.Raw
+	if r.Err != nil || len(raw) < 2 || raw[0] != '{' || bytes.IndexByte(raw, '\n') >= 0 {
+		return w.enc.Encode(MarshalRecord(r))
+	}
+	b := append(w.buf[:0], `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"stored_at":"`...)
+	b = r.Stored.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","subject":`...)
+	b = strconv.AppendQuote(b, r.Subject)
+	if raw[1] != '}' {
+		b = append(b, ',')
+	}
+	b = append(b, raw[1:]...)
+	b = append(b, '\n')
+	w.buf = b
+	_, err := w.w.Write(b)
+	return err
+}
 
 // TableWriter writes aligned columns without buffering the whole replay, so it works with
 // --follow: column widths are fixed, and a longer value simply pushes its row to the right.
