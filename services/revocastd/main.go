@@ -154,14 +154,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			zap.Bool("fsync_before_ack", cfg.syncInterval == 0))
 	}
 
+	// natsClosed is closed by the last callback nats.go runs for the connection: run waits
+	// for it, so no callback logs after run has returned.
+	natsClosed := make(chan struct{})
 	nc, err := natsutil.Connect(natsURL, "revocastd", cfg.natsCreds,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted())) }),
+		nats.ClosedHandler(func(*nats.Conn) { close(natsClosed) }),
 	)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer func() {
+		if !nc.IsDraining() {
+			nc.Close()
+		}
+		select {
+		case <-natsClosed:
+		case <-time.After(15 * time.Second):
+			nc.Close()
+		}
+	}()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -221,7 +234,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown", zap.Error(err))
 	}
-	if err := drain(nc, 10*time.Second); err != nil {
+	// Drain lets in-flight requests finish; the deferred close then waits for it.
+	if err := nc.Drain(); err != nil {
 		log.Warn("NATS drain", zap.Error(err))
 	}
 	return nil
@@ -234,19 +248,4 @@ func autoReplicas(nc *nats.Conn) int {
 		return 1
 	}
 	return 3
-}
-
-// drain drains nc and waits until it is closed.
-func drain(nc *nats.Conn, timeout time.Duration) error {
-	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := nc.Drain(); err != nil {
-		return err
-	}
-	select {
-	case <-closed:
-		return nil
-	case <-time.After(timeout):
-		return errors.New("timed out")
-	}
 }
