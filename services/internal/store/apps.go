@@ -12,13 +12,20 @@ import (
 	"github.com/revocast/revocast/events"
 )
 
-// App is a registered application. Its root key is kept only as a hash.
+// App is a registered application. Its root key and its token credential are kept only as
+// hashes.
 type App struct {
 	ID        string    `json:"id"`
 	KeyID     string    `json:"key_id"`
 	KeyHash   string    `json:"key_hash"`
 	CreatedAt time.Time `json:"created_at"`
 	RotatedAt time.Time `json:"rotated_at,omitzero"`
+	// CredID and CredHash are the app credential its backend uses to mint tokens for its
+	// users (POST /v1/apps/{app_id}/tokens). It is not the root key: a backend that mints
+	// tokens cannot flush the app.
+	CredID    string    `json:"cred_id,omitempty"`
+	CredHash  string    `json:"cred_hash,omitempty"`
+	CredSetAt time.Time `json:"cred_set_at,omitzero"`
 }
 
 // CreateApp registers an app and returns its root key, which is shown once and never stored.
@@ -60,6 +67,49 @@ func (s *Store) RotateApp(ctx context.Context, id string) (App, Secret, error) {
 		return App{}, "", kvErr("rotate app", err)
 	}
 	return app, key, nil
+}
+
+// SetAppCredential creates the app's token credential, or replaces it (the old one stops
+// working at once), and returns it, shown once.
+func (s *Store) SetAppCredential(ctx context.Context, id string) (App, Secret, error) {
+	if err := events.ValidateAppID(id); err != nil {
+		return App{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var app App
+	rev, err := getJSON(ctx, s.apps, id, &app)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return App{}, "", fmt.Errorf("%w: app %q (create it with 'revocast apps create %s')", ErrNotFound, id, id)
+		}
+		return App{}, "", err
+	}
+	credID := newPublicID(CredentialPrefix)
+	key, hash := newKey(credID)
+	app.CredID, app.CredHash, app.CredSetAt = credID, hash, s.now().UTC()
+	data, _ := json.Marshal(app)
+	if _, err := s.apps.Update(ctx, id, data, rev); err != nil {
+		return App{}, "", kvErr("set app credential", err)
+	}
+	return app, key, nil
+}
+
+// AuthenticateAppCredential checks an app's token credential, with the same answer and work
+// for an unknown app, an app without a credential and a wrong credential.
+func (s *Store) AuthenticateAppCredential(ctx context.Context, appID, presented string) (App, error) {
+	var app App
+	_, err := getJSON(ctx, s.apps, appID, &app)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return App{}, err
+	}
+	stored := app.CredHash
+	if stored == "" {
+		stored = unknownHash
+	}
+	match := hashMatches(presented, stored)
+	if err != nil || !match || app.CredHash == "" {
+		return App{}, ErrUnauthorized
+	}
+	return app, nil
 }
 
 // ListApps returns every app, sorted by id.

@@ -16,6 +16,8 @@ const (
 	RootKeyPrefix = "rvcr"
 	// APIKeyPrefix starts an admin API key, sent in X-API-Key.
 	APIKeyPrefix = "rvca"
+	// CredentialPrefix starts an app credential, with which the app's backend mints tokens.
+	CredentialPrefix = "rvcc"
 )
 
 // Secret is a full key as handed to its owner once. Its String and GoString redact it, so

@@ -1,0 +1,218 @@
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
+)
+
+// Claim names and values in revocast tokens.
+const (
+	ClaimApp      = "app"
+	ClaimTokenUse = "token_use"
+	UseAccess     = "access"
+	UseRefresh    = "refresh"
+	// UsedRefreshBucket remembers refresh token ids that were exchanged, until they expire.
+	UsedRefreshBucket = "revocast_refresh_used"
+)
+
+// Errors of the refresh call; the API maps them to 401 with a clear message.
+var (
+	ErrInvalidRefresh = errors.New("tokens: invalid refresh token")
+	ErrRevoked        = errors.New("tokens: refresh token revoked")
+	ErrReused         = errors.New("tokens: refresh token already used")
+	ErrNotReady       = errors.New("tokens: revocation table not ready")
+)
+
+// Revocations is what the issuer needs from the revocation table that resource servers use
+// too (client.Table): the watermark that applies to a user of an app, and the verdict on a
+// token's raw iat.
+type Revocations interface {
+	NotBefore(appID string, userID int64) time.Time
+	CheckIssuedAt(appID string, userID int64, iat json.Number) error
+}
+
+// Config sets token lifetimes and the issuer name.
+type Config struct {
+	Issuer     string        // iss claim; default "revocast"
+	AccessTTL  time.Duration // default 15m
+	RefreshTTL time.Duration // default 30 days
+}
+
+// Issuer mints and refreshes token pairs.
+type Issuer struct {
+	ring *KeyRing
+	rev  Revocations
+	used jetstream.KeyValue
+	cfg  Config
+	now  func() time.Time
+}
+
+// Pair is an access and a refresh token with their expiry times.
+type Pair struct {
+	AccessToken      string
+	RefreshToken     string
+	AccessExpiresAt  time.Time
+	RefreshExpiresAt time.Time
+}
+
+// NewIssuer sets up the used-refresh bucket (entries expire with the refresh tokens) and
+// returns an issuer.
+func NewIssuer(ctx context.Context, js jetstream.JetStream, replicas int, ring *KeyRing, rev Revocations, cfg Config) (*Issuer, error) {
+	if cfg.Issuer == "" {
+		cfg.Issuer = "revocast"
+	}
+	if cfg.AccessTTL <= 0 {
+		cfg.AccessTTL = 15 * time.Minute
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = 30 * 24 * time.Hour
+	}
+	used, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: UsedRefreshBucket, Description: "exchanged refresh token ids (reuse detection)",
+		TTL: cfg.RefreshTTL, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: create bucket %s: %v", ErrUnavailable, UsedRefreshBucket, err)
+	}
+	return &Issuer{ring: ring, rev: rev, used: used, cfg: cfg, now: time.Now}, nil
+}
+
+// IssuedAt is the iat of a token minted at now for a user of an app: now, or the watermark if
+// that is later (another replica's clock may be ahead), rounded up to the microsecond, and
+// written with six decimals. The client compares sub-second iat exactly, so a token minted
+// after a revocation is never refused.
+func IssuedAt(now, watermark time.Time) (time.Time, json.Number) {
+	t := now
+	if watermark.After(t) {
+		t = watermark
+	}
+	us := t.UnixMicro()
+	if t.UnixNano()%1000 != 0 {
+		us++
+	}
+	return time.UnixMicro(us), json.Number(fmt.Sprintf("%d.%06d", us/1e6, us%1e6))
+}
+
+// Mint issues a new pair for a user of an app.
+func (i *Issuer) Mint(appID string, userID int64) (Pair, error) {
+	if err := events.ValidateAppID(appID); err != nil {
+		return Pair{}, err
+	}
+	if userID <= 0 {
+		return Pair{}, fmt.Errorf("%w: %d", events.ErrInvalidUserID, userID)
+	}
+	iat, iatNum := IssuedAt(i.now(), i.rev.NotBefore(appID, userID))
+	p := Pair{AccessExpiresAt: iat.Add(i.cfg.AccessTTL).Truncate(time.Second),
+		RefreshExpiresAt: iat.Add(i.cfg.RefreshTTL).Truncate(time.Second)}
+	var err error
+	if p.AccessToken, err = i.sign(appID, userID, iatNum, p.AccessExpiresAt, UseAccess); err != nil {
+		return Pair{}, err
+	}
+	if p.RefreshToken, err = i.sign(appID, userID, iatNum, p.RefreshExpiresAt, UseRefresh); err != nil {
+		return Pair{}, err
+	}
+	return p, nil
+}
+
+func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time, use string) (string, error) {
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	kid, key := i.ring.Signer()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+		"iss":         i.cfg.Issuer,
+		"sub":         strconv.FormatInt(userID, 10),
+		ClaimApp:      appID,
+		"iat":         iat,
+		"exp":         exp.Unix(),
+		"jti":         hex.EncodeToString(jti[:]),
+		ClaimTokenUse: use,
+	})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("tokens: sign: %w", err)
+	}
+	return s, nil
+}
+
+// MaxTokenSize caps what Refresh will parse.
+const MaxTokenSize = 8 << 10
+
+// Refresh exchanges a valid, unrevoked, unused refresh token for a new pair. The old refresh
+// token is spent: a second use returns ErrReused (the caller should report it: a stolen
+// token or a client bug).
+func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) {
+	c, err := i.parse(ctx, raw)
+	if err != nil {
+		return Pair{}, c, err
+	}
+	if err := i.rev.CheckIssuedAt(c.App, c.User, c.IssuedAt); err != nil {
+		return Pair{}, c, err
+	}
+	// Create is atomic: of two concurrent refreshes with one token, exactly one wins.
+	if _, err := i.used.Create(ctx, c.ID, []byte(i.now().UTC().Format(time.RFC3339Nano))); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Pair{}, c, ErrReused
+		}
+		return Pair{}, c, fmt.Errorf("%w: record refresh: %v", ErrUnavailable, err)
+	}
+	p, err := i.Mint(c.App, c.User)
+	return p, c, err
+}
+
+// Claims are the parts of a revocast token the issuer checks.
+type Claims struct {
+	App      string
+	User     int64
+	ID       string
+	IssuedAt json.Number
+}
+
+func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
+	var c Claims
+	if len(raw) == 0 || len(raw) > MaxTokenSize {
+		return c, fmt.Errorf("%w: empty or larger than %d bytes", ErrInvalidRefresh, MaxTokenSize)
+	}
+	mc := jwt.MapClaims{}
+	_, err := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(i.cfg.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithJSONNumber(),
+	).ParseWithClaims(raw, mc, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return i.ring.PublicKey(ctx, kid)
+	})
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrInvalidRefresh, err)
+	}
+	if use, _ := mc[ClaimTokenUse].(string); use != UseRefresh {
+		return c, fmt.Errorf("%w: this is an %s token, not a refresh token", ErrInvalidRefresh, use)
+	}
+	c.App, _ = mc[ClaimApp].(string)
+	if err := events.ValidateAppID(c.App); err != nil {
+		return c, fmt.Errorf("%w: app claim: %v", ErrInvalidRefresh, err)
+	}
+	sub, _ := mc["sub"].(string)
+	if c.User, err = events.ParseUserID(sub); err != nil {
+		return c, fmt.Errorf("%w: sub claim: %v", ErrInvalidRefresh, err)
+	}
+	c.ID, _ = mc["jti"].(string)
+	if len(c.ID) != 32 {
+		return c, fmt.Errorf("%w: jti claim missing", ErrInvalidRefresh)
+	}
+	c.IssuedAt, _ = mc["iat"].(json.Number)
+	return c, nil
+}
