@@ -21,6 +21,7 @@ import (
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/tokens"
 )
 
 func main() {
@@ -44,10 +45,15 @@ Commands:
   apps create APP_ID        register an app; prints its root key on the last line
   apps list                 list apps (ids and public key ids, never secrets)
   apps rotate APP_ID        replace an app's root key; the old one stops working
+  apps credential APP_ID    create or replace the app credential its backend mints tokens
+                            with; prints it on the last line
   keys create NAME [--scopes users:reset,audit:read]
                             create an admin API key; prints it on the last line
   keys list                 list admin API keys
   keys rotate NAME|KEY_ID   give a key a new secret; the old one stops working
+  signing rotate            new token signing key; the old one stays published until the
+                            tokens it signed have expired (--keep, default 720h)
+  signing list              the published public keys
   flush APP_ID [--reason R] revoke every token of an app issued until now
   reset USER_ID [--reason R]
                             revoke every token of a user, in every app, until now
@@ -76,6 +82,7 @@ type globals struct {
 	natsURL string
 	creds   string
 	timeout time.Duration
+	keep    time.Duration
 	scopes  string
 	reason  string
 	audit   auditFlags
@@ -100,6 +107,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (globals
 	fs.StringVar(&g.natsURL, "nats-url", g.natsURL, "")
 	fs.StringVar(&g.creds, "nats-creds", g.creds, "")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "")
+	fs.DurationVar(&g.keep, "keep", 30*24*time.Hour, "")
 	fs.StringVar(&g.scopes, "scopes", "", "")
 	fs.StringVar(&g.reason, "reason", "", "")
 	fs.StringVar(&g.audit.app, "app", "", "")
@@ -143,9 +151,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, want = pos[0], 2
 	case "audit":
 		cmd, want = "audit", 1
-	case "apps", "keys":
-		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2,
-			"keys create": 3, "keys rotate": 3, "keys list": 2}[cmd]
+	case "apps", "keys", "signing":
+		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2, "apps credential": 3,
+			"keys create": 3, "keys rotate": 3, "keys list": 2, "signing rotate": 2, "signing list": 2}[cmd]
 	}
 	if want == 0 {
 		return usagef("unknown command %q", cmd)
@@ -171,7 +179,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Check arguments before touching NATS: bad input changes nothing.
 	var userID int64
 	switch cmd {
-	case "apps create", "apps rotate", "flush":
+	case "apps create", "apps rotate", "apps credential", "flush":
 		if err := events.ValidateAppID(pos[len(pos)-1]); err != nil {
 			return usagef("%v", err)
 		}
@@ -227,6 +235,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return printSecret(stdout, fmt.Sprintf("rotated the root key of app %s (key id %s); the old key no longer works", app.ID, app.KeyID), key)
+	case "apps credential":
+		app, key, err := st.SetAppCredential(ctx, pos[2])
+		if err != nil {
+			return err
+		}
+		return printSecret(stdout, fmt.Sprintf("app %s: new app credential %s for POST /v1/apps/%s/tokens; any previous one no longer works", app.ID, app.CredID, app.ID), key)
+	case "signing rotate":
+		oldKid, newKid, err := tokens.Rotate(ctx, js, g.keep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new signing key %s; %s stays published for %s\n", newKid, dash(oldKid), g.keep)
+		return nil
+	case "signing list":
+		ring, err := tokens.OpenPublic(ctx, js)
+		if err != nil {
+			return err
+		}
+		keys, err := ring.PublicKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "KID\tALG\tCREATED\tRETIRED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.JWK.Kid, k.JWK.Alg, stamp(k.CreatedAt), stamp(k.RetiredAt))
+		}
+		return tw.Flush()
 	case "apps list":
 		apps, err := st.ListApps(ctx)
 		if err != nil {
@@ -288,6 +324,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func printSecret(w io.Writer, note string, key store.Secret) error {
 	_, err := fmt.Fprintf(w, "%s\nstore this key now; it is not shown again:\n%s\n", note, key.Reveal())
 	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func stamp(t time.Time) string {

@@ -9,6 +9,11 @@ func (s *server) routes(e *gin.Engine) {
 	e.DELETE("/root/:app_id/flush", s.handleFlush())
 	e.POST("/v2/users/reset/:id", s.handleUserReset())
 	e.GET("/v1/audit", s.handleAudit())
+	if s.tokens != nil {
+		e.POST("/v1/apps/:app_id/tokens", s.handleMintTokens())
+		e.POST("/v1/tokens/refresh", s.handleRefresh())
+		e.GET("/.well-known/jwks.json", s.handleJWKS())
+	}
 
 	e.GET("/healthz", handleHealthz())
 	e.GET("/readyz", s.handleReadyz())

@@ -28,6 +28,7 @@ const (
 type Store interface {
 	AuthenticateApp(ctx context.Context, appID, presented string) (store.App, error)
 	AuthenticateKey(ctx context.Context, presented string) (store.APIKey, error)
+	AuthenticateAppCredential(ctx context.Context, appID, presented string) (store.App, error)
 	Publish(ctx context.Context, ev events.Event) (*jetstream.PubAck, error)
 	Ping(ctx context.Context) error
 }
@@ -35,10 +36,12 @@ type Store interface {
 // ReplayFunc replays the audit log; revocastd passes a closure over [audit.Replay].
 type ReplayFunc func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error)
 
-// Config holds the server's dependencies and settings. Store and Replay are required.
+// Config holds the server's dependencies and settings. Store and Replay are required;
+// without Tokens the token endpoints are not served.
 type Config struct {
 	Store  Store
 	Replay ReplayFunc
+	Tokens Tokens
 	Logger *zap.Logger
 	// PublishTimeout bounds the JetStream work of one call (key check and publish until
 	// acknowledged); past it the call answers 500. Default 5s.
@@ -57,6 +60,7 @@ type Config struct {
 type server struct {
 	store          Store
 	replay         ReplayFunc
+	tokens         Tokens
 	log            *zap.Logger
 	publishTimeout time.Duration
 	failures       *failureLimiter
@@ -72,6 +76,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 	s := &server{
 		store:          cfg.Store,
 		replay:         cfg.Replay,
+		tokens:         cfg.Tokens,
 		log:            cfg.Logger,
 		publishTimeout: cfg.PublishTimeout,
 		now:            cfg.Now,

@@ -216,3 +216,6 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 	c.IssuedAt, _ = mc["iat"].(json.Number)
 	return c, nil
 }
+
+// JWKS returns the published public keys.
+func (i *Issuer) JWKS(ctx context.Context) ([]JWK, error) { return i.ring.JWKS(ctx) }

@@ -209,8 +209,12 @@ func (r *KeyRing) Signer() (string, ed25519.PrivateKey) {
 // Rotate makes a new signing key current and retires the old one; the old public key stays
 // published until keepRetired has passed (the longest token lifetime), so tokens it signed
 // keep verifying until they expire. Public keys retired longer ago are removed.
-func Rotate(ctx context.Context, js jetstream.JetStream, replicas int, keepRetired time.Duration) (oldKid, newKid string, err error) {
-	priv, pub, err := SetupBuckets(ctx, js, replicas)
+func Rotate(ctx context.Context, js jetstream.JetStream, keepRetired time.Duration) (oldKid, newKid string, err error) {
+	priv, err := bind(ctx, js, PrivateBucket)
+	if err != nil {
+		return "", "", err
+	}
+	pub, err := bind(ctx, js, PublicBucket)
 	if err != nil {
 		return "", "", err
 	}
@@ -228,7 +232,7 @@ func Rotate(ctx context.Context, js jetstream.JetStream, replicas int, keepRetir
 		return "", "", err
 	}
 	now := r.now().UTC()
-	keys, err := r.publicKeys(ctx)
+	keys, err := r.PublicKeys(ctx)
 	if err != nil {
 		return oldKid, newKid, err
 	}
@@ -248,7 +252,30 @@ func Rotate(ctx context.Context, js jetstream.JetStream, replicas int, keepRetir
 	return oldKid, newKid, nil
 }
 
-func (r *KeyRing) publicKeys(ctx context.Context) ([]PublicKey, error) {
+// bind opens a bucket that revocastd created; it never creates or reconfigures one (the
+// CLI must not change a cluster's replica count).
+func bind(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("tokens: bucket %s does not exist yet; start revocastd once against this NATS so it creates it", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: open bucket %s: %v", ErrUnavailable, name, err)
+	}
+	return kv, nil
+}
+
+// OpenPublic opens the public keys only, for listing them.
+func OpenPublic(ctx context.Context, js jetstream.JetStream) (*KeyRing, error) {
+	pub, err := bind(ctx, js, PublicBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyRing{pub: pub, now: time.Now}, nil
+}
+
+// PublicKeys returns every published public key with its lifecycle, newest first.
+func (r *KeyRing) PublicKeys(ctx context.Context) ([]PublicKey, error) {
 	lister, err := r.pub.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list public keys: %v", ErrUnavailable, err)
@@ -270,7 +297,7 @@ func (r *KeyRing) publicKeys(ctx context.Context) ([]PublicKey, error) {
 
 // JWKS returns the published public keys, newest first.
 func (r *KeyRing) JWKS(ctx context.Context) ([]JWK, error) {
-	keys, err := r.publicKeys(ctx)
+	keys, err := r.PublicKeys(ctx)
 	if err != nil {
 		return nil, err
 	}

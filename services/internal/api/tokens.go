@@ -1,0 +1,156 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/tokens"
+)
+
+// Tokens is what the token endpoints need; *tokens.Issuer and *tokens.KeyRing provide it.
+type Tokens interface {
+	Mint(appID string, userID int64) (tokens.Pair, error)
+	Refresh(ctx context.Context, raw string) (tokens.Pair, tokens.Claims, error)
+	JWKS(ctx context.Context) ([]tokens.JWK, error)
+}
+
+// tokenResponse follows the field names of OAuth 2.0 (RFC 6749, section 5.1).
+type tokenResponse struct {
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int64  `json:"expires_in"`
+	RefreshToken     string `json:"refresh_token"`
+	RefreshExpiresIn int64  `json:"refresh_expires_in"`
+}
+
+func (s *server) pairResponse(p tokens.Pair) gin.H {
+	now := s.now()
+	return gin.H{"success": true, "data": tokenResponse{
+		AccessToken: p.AccessToken, TokenType: "Bearer", ExpiresIn: int64(p.AccessExpiresAt.Sub(now).Seconds()),
+		RefreshToken: p.RefreshToken, RefreshExpiresIn: int64(p.RefreshExpiresAt.Sub(now).Seconds()),
+	}}
+}
+
+// handleMintTokens is POST /v1/apps/{app_id}/tokens: the app's backend, with its app
+// credential as a bearer token, gets an access and a refresh token for one of its users.
+// Body: {"user_id": "42"} (a string or an integer).
+func (s *server) handleMintTokens() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		appID := c.Param("app_id")
+		if err := events.ValidateAppID(appID); err != nil {
+			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
+			return
+		}
+		cred, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok || strings.TrimSpace(cred) == "" {
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "missing Authorization: Bearer <app credential> (create one with 'revocast apps credential " + appID + "')"})
+			return
+		}
+		body, err := readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		var req struct {
+			UserID json.Number `json:"user_id"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&req); err != nil || req.UserID == "" {
+			s.fail(c, newError(http.StatusBadRequest, `the body must be {"user_id": "<positive integer>"}`))
+			return
+		}
+		userID, err := events.ParseUserID(req.UserID.String())
+		if err != nil {
+			s.fail(c, newError(http.StatusBadRequest, "invalid user_id: must be a positive integer below 2^63, digits only"))
+			return
+		}
+		if err := s.checkFailures(c); err != nil {
+			s.fail(c, err)
+			return
+		}
+		ctx, cancel := s.storeContext(c)
+		defer cancel()
+		if _, err := s.store.AuthenticateAppCredential(ctx, appID, strings.TrimSpace(cred)); err != nil {
+			if errors.Is(err, store.ErrUnauthorized) {
+				s.failures.fail(c.ClientIP())
+				s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "unauthorized: wrong app credential or unknown app"})
+				return
+			}
+			s.fail(c, err)
+			return
+		}
+		pair, err := s.tokens.Mint(appID, userID)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, s.pairResponse(pair))
+	}
+}
+
+// handleRefresh is POST /v1/tokens/refresh with {"refresh_token": "..."}: a new pair for a
+// valid refresh token that was neither revoked (flush, reset) nor used before.
+func (s *server) handleRefresh() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		body, err := readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		var req struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.RefreshToken == "" {
+			s.fail(c, newError(http.StatusBadRequest, `the body must be {"refresh_token": "<token>"}`))
+			return
+		}
+		ctx, cancel := s.storeContext(c)
+		defer cancel()
+		pair, claims, err := s.tokens.Refresh(ctx, req.RefreshToken)
+		switch {
+		case err == nil:
+			c.JSON(http.StatusOK, s.pairResponse(pair))
+		case errors.Is(err, tokens.ErrReused):
+			s.log.Warn("refresh token reused: it may have been stolen",
+				zap.String("request_id", requestIDOf(c)), zap.String("app_id", claims.App),
+				zap.Int64("user_id", claims.User), zap.String("jti", claims.ID), zap.String("remote", c.ClientIP()))
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token already used: log in again"})
+		case errors.Is(err, tokens.ErrRevoked):
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token revoked (the app was flushed or the user reset): log in again"})
+		case errors.Is(err, tokens.ErrInvalidRefresh):
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "invalid refresh token: " + strings.TrimPrefix(err.Error(), tokens.ErrInvalidRefresh.Error()+": ")})
+		case errors.Is(err, tokens.ErrNotReady):
+			s.fail(c, &apiError{status: http.StatusServiceUnavailable, msg: "revocation table not ready; retry", retryAfter: 1})
+		default:
+			s.fail(c, err)
+		}
+	}
+}
+
+// handleJWKS is GET /.well-known/jwks.json: the public keys revocast tokens are signed with.
+func (s *server) handleJWKS() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+		defer cancel()
+		keys, err := s.tokens.JWKS(ctx)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		// Short enough that a rotated-in key is seen soon; clients also refetch on an
+		// unknown kid.
+		c.Header("Cache-Control", "public, max-age=300")
+		c.JSON(http.StatusOK, gin.H{"keys": keys})
+	}
+}
