@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -86,6 +87,30 @@ type globals struct {
 	scopes  string
 	reason  string
 	audit   auditFlags
+	set     []string // names of the flags given on the line
+}
+
+// commandFlags lists the flags each command takes besides the connection flags.
+var commandFlags = map[string][]string{
+	"keys create":    {"scopes"},
+	"flush":          {"reason"},
+	"reset":          {"reason"},
+	"signing rotate": {"keep"},
+	"audit":          {"app", "user", "type", "actor", "since", "until", "format", "follow", "verify"},
+}
+
+// checkFlags refuses a flag the command does not take, instead of ignoring it silently.
+func checkFlags(cmd string, set []string) error {
+	for _, name := range set {
+		switch name {
+		case "nats-url", "nats-creds", "timeout":
+			continue
+		}
+		if !slices.Contains(commandFlags[cmd], name) {
+			return usagef("--%s does not apply to '%s'", name, cmd)
+		}
+	}
+	return nil
 }
 
 // auditFlags are the flags of 'revocast audit'.
@@ -93,8 +118,6 @@ type auditFlags struct {
 	app, user, typ, actor, since, until, format string
 	follow, verify                              bool
 }
-
-func (a auditFlags) set() bool { return a != auditFlags{} }
 
 // parse reads flags wherever they are on the line and returns the positional arguments.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (globals, []string, error) {
@@ -129,6 +152,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (globals
 			return g, nil, usagef("%v", err)
 		}
 		if fs.NArg() == 0 {
+			fs.Visit(func(f *flag.Flag) { g.set = append(g.set, f.Name) })
 			return g, pos, nil
 		}
 		pos = append(pos, fs.Arg(0))
@@ -161,14 +185,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(pos) != want {
 		return usagef("%s: wrong number of arguments", cmd)
 	}
-	if g.scopes != "" && cmd != "keys create" {
-		return usagef("--scopes only applies to 'keys create'")
-	}
-	if g.reason != "" && cmd != "flush" && cmd != "reset" {
-		return usagef("--reason only applies to flush and reset")
-	}
-	if g.audit.set() && cmd != "audit" {
-		return usagef("--app, --user, --type, --actor, --since, --until, --format, --follow and --verify only apply to audit")
+	if err := checkFlags(cmd, g.set); err != nil {
+		return err
 	}
 	var aq auditQuery
 	if cmd == "audit" {
