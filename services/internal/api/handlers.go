@@ -48,7 +48,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 		defer cancel()
 		app, err := s.store.AuthenticateApp(ctx, appID, key)
 		if errors.Is(err, store.ErrUnauthorized) {
-			s.failures.fail(c.ClientIP())
+			s.authFailed(c, "root_key")
 			s.fail(c, newError(http.StatusForbidden, "forbidden: wrong root key or unknown app"))
 			return
 		}
@@ -126,7 +126,7 @@ func (s *server) authenticateKey(ctx context.Context, c *gin.Context, scope stri
 	}
 	k, err := s.store.AuthenticateKey(ctx, key)
 	if errors.Is(err, store.ErrUnauthorized) {
-		s.failures.fail(c.ClientIP())
+		s.authFailed(c, "api_key")
 		return store.APIKey{}, newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key")
 	}
 	if err != nil {
@@ -150,6 +150,7 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 	if err != nil {
 		return err
 	}
+	s.metrics.revocations.WithLabelValues(string(ev.Type)).Inc()
 	s.log.Info("revocation stored",
 		zap.String("request_id", ev.Source.RequestID),
 		zap.String("type", string(ev.Type)),
@@ -162,12 +163,19 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 	return nil
 }
 
+// authFailed counts a refused credential against the client's budget and in the metrics.
+func (s *server) authFailed(c *gin.Context, kind string) {
+	s.failures.fail(c.ClientIP())
+	s.metrics.authFailed.WithLabelValues(kind).Inc()
+}
+
 // checkFailures answers 429 to a client that has spent its budget of failed key attempts.
 func (s *server) checkFailures(c *gin.Context) error {
 	wait := s.failures.wait(c.ClientIP())
 	if wait <= 0 {
 		return nil
 	}
+	s.metrics.authFailed.WithLabelValues("rate_limited").Inc()
 	return &apiError{status: http.StatusTooManyRequests,
 		msg:        "too many failed key attempts from this address; retry later",
 		retryAfter: int(math.Ceil(wait.Seconds()))}

@@ -4,7 +4,7 @@ import "github.com/gin-gonic/gin"
 
 // routes is the whole API surface.
 func (s *server) routes(e *gin.Engine) {
-	e.Use(s.requestID(), s.accessLog(), s.recoverer(), limitBody(MaxBodyBytes))
+	e.Use(s.requestID(), s.accessLog(), s.metrics.observe(), s.recoverer(), limitBody(MaxBodyBytes))
 
 	e.DELETE("/root/:app_id/flush", s.handleFlush())
 	e.POST("/v2/users/reset/:id", s.handleUserReset())
@@ -17,6 +17,7 @@ func (s *server) routes(e *gin.Engine) {
 
 	e.GET("/healthz", handleHealthz())
 	e.GET("/readyz", s.handleReadyz())
+	e.GET("/metrics", metricsHandler(s.registry))
 
 	e.NoRoute(func(c *gin.Context) { s.fail(c, errNotFound) })
 	e.NoMethod(func(c *gin.Context) { s.fail(c, errMethodNotAllowed) })

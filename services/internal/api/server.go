@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/revocast/revocast/events"
@@ -55,6 +56,8 @@ type Config struct {
 	AuthFailureEvery time.Duration
 	// Now is the clock for not_before; default time.Now.
 	Now func() time.Time
+	// Registry receives the API's metrics and is served on /metrics; default a new one.
+	Registry *prometheus.Registry
 }
 
 type server struct {
@@ -65,6 +68,8 @@ type server struct {
 	publishTimeout time.Duration
 	failures       *failureLimiter
 	now            func() time.Time
+	metrics        *metrics
+	registry       *prometheus.Registry
 }
 
 // NewServer returns the API as an http.Handler. Serve it from an http.Server whose
@@ -98,6 +103,11 @@ func NewServer(cfg Config) (http.Handler, error) {
 		every = time.Second
 	}
 	s.failures = newFailureLimiter(burst, every, time.Now)
+	s.registry = cfg.Registry
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(s.registry)
 
 	e := gin.New()
 	// The contract has no trailing-slash or fixed-path redirects: a wrong path is a 404,

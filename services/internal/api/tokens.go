@@ -83,7 +83,7 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 		defer cancel()
 		if _, err := s.store.AuthenticateAppCredential(ctx, appID, strings.TrimSpace(cred)); err != nil {
 			if errors.Is(err, store.ErrUnauthorized) {
-				s.failures.fail(c.ClientIP())
+				s.authFailed(c, "app_credential")
 				s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "unauthorized: wrong app credential or unknown app"})
 				return
 			}
