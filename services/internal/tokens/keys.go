@@ -17,45 +17,26 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
 )
 
 // Buckets. The private one is for revocastd (and the admin CLI) only; resource servers read
 // the public one to verify tokens without any configuration.
 const (
 	PrivateBucket = "revocast_signing_keys"
-	PublicBucket  = "revocast_public_keys"
+	PublicBucket  = events.PublicKeysBucket
 	currentEntry  = "current"
 )
 
 // ErrUnavailable wraps every failure to reach JetStream.
 var ErrUnavailable = errors.New("tokens: JetStream unavailable")
 
-// JWK is a public Ed25519 key as published in the JWKS (RFC 8037).
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-}
-
-// PublicKey is a JWK with its lifecycle: a retired key stays published until every token it
-// signed has expired.
-type PublicKey struct {
-	JWK       JWK       `json:"jwk"`
-	CreatedAt time.Time `json:"created_at"`
-	RetiredAt time.Time `json:"retired_at,omitzero"`
-}
-
-// Key returns the ed25519 public key.
-func (p PublicKey) Key() (ed25519.PublicKey, error) {
-	b, err := base64.RawURLEncoding.DecodeString(p.JWK.X)
-	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("tokens: key %s: malformed x", p.JWK.Kid)
-	}
-	return ed25519.PublicKey(b), nil
-}
+// JWK and PublicKey are the published forms, part of the wire contract.
+type (
+	JWK       = events.JWK
+	PublicKey = events.PublicKey
+)
 
 // seed is private key material. It never prints.
 type seed []byte
@@ -318,5 +299,5 @@ func (r *KeyRing) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 	if err := json.Unmarshal(e.Value(), &k); err != nil {
 		return nil, fmt.Errorf("tokens: key %s is malformed", kid)
 	}
-	return k.Key()
+	return k.JWK.Ed25519()
 }

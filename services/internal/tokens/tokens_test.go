@@ -90,7 +90,7 @@ func TestMintAndVerifyWithJWKS(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Kty != "OKP" || keys[0].Crv != "Ed25519" || keys[0].Alg != "EdDSA" {
 		t.Fatalf("JWKS = %+v, %v", keys, err)
 	}
-	pk, err := tokens.PublicKey{JWK: keys[0]}.Key()
+	pk, err := keys[0].Ed25519()
 	if err != nil {
 		t.Fatal(err)
 	}
