@@ -1,0 +1,286 @@
+// Package client is what a resource server imports so that revoked tokens are rejected
+// locally, with no network call per request.
+//
+// A [Table] follows the revocation stream in NATS JetStream: it bootstraps from the latest
+// event per subject, then applies every new event as it arrives, and recovers by itself from
+// disconnects and server restarts without missing an event. Each event is a not-before
+// watermark, for an app or for a user; a token issued before the watermark that applies to
+// it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat, size) and
+// then the watermarks; [Table.Middleware] does the same for net/http handlers.
+//
+// The caller owns the follow loop:
+//
+//	t, err := client.New(nc, client.WithKeyfunc(keyfunc))
+//	...
+//	go t.Run(ctx)
+//	if err := t.WaitReady(ctx); err != nil { ... }
+//	http.Handle("/", t.Middleware(handler))
+//
+// The table also knows how fresh it is: how long ago JetStream last confirmed that it holds
+// every event. Past [WithMaxStaleness] it refuses tokens with [ErrStale] (503 in the
+// middleware) unless [WithFailOpen] was chosen.
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
+)
+
+// Errors returned by [Table.Verify] and [Table.CheckIssuedAt]; wrapped with detail, test
+// with errors.Is.
+var (
+	// ErrInvalidToken means the token is malformed, badly signed, expired, or misses a
+	// required claim. Errors from golang-jwt are wrapped too (e.g. jwt.ErrTokenExpired).
+	ErrInvalidToken = errors.New("client: invalid token")
+	// ErrMissingToken means the request carries no bearer token.
+	ErrMissingToken = errors.New("client: missing bearer token")
+	// ErrRevoked means the token was issued before a watermark of its app or user.
+	ErrRevoked = errors.New("client: token revoked")
+	// ErrNotReady means the table has not caught up with the stream yet.
+	ErrNotReady = errors.New("client: revocation table not ready")
+	// ErrStale means JetStream has not confirmed the table for longer than the maximum
+	// staleness, and the table fails closed.
+	ErrStale = errors.New("client: revocation table stale")
+	// ErrRunning is returned by a second concurrent call of [Table.Run].
+	ErrRunning = errors.New("client: table is already running")
+)
+
+// Table is the local copy of every revocation watermark, kept up to date by [Table.Run].
+// Its lookups take no lock and allocate nothing; it is safe for concurrent use.
+type Table struct {
+	nc     *nats.Conn
+	cfg    config
+	log    *zap.Logger
+	parser *jwt.Parser
+	epoch  time.Time // freshness times are durations since epoch, on the monotonic clock
+
+	users atomic.Pointer[userTable]
+	apps  atomic.Pointer[appTable]
+	// writeMu serializes writers (the follow loop, pruning); readers never take it.
+	writeMu sync.Mutex
+
+	running   atomic.Bool
+	ready     atomic.Bool
+	readyCh   chan struct{}
+	readyOnce sync.Once
+	kick      chan struct{} // asks the freshness poller for a confirmation now
+
+	lastSeq  atomic.Uint64            // stream sequence of the last event handled
+	freshAt  atomic.Int64             // when JetStream last confirmed the table, since epoch; 0 never
+	pending  atomic.Pointer[confirm]  // a confirmation waiting for the loop to reach a sequence
+	lastWarn atomic.Int64             // last fail-open log line, since epoch
+
+	applied, invalid, refused, failOpen, pruned atomic.Uint64
+}
+
+// confirm says: at sentAt the stream ended at lastSeq.
+type confirm struct {
+	sentAt  int64
+	lastSeq uint64
+}
+
+// New returns a table that reads revocations through nc. It does nothing on the network
+// until [Table.Run] is called. [WithKeyfunc] is required.
+func New(nc *nats.Conn, opts ...Option) (*Table, error) {
+	if nc == nil {
+		return nil, errors.New("client: nil NATS connection")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.keyfunc == nil {
+		return nil, errors.New("client: WithKeyfunc is required")
+	}
+	t := &Table{
+		nc:      nc,
+		cfg:     cfg,
+		log:     cfg.log.Named("revocast"),
+		parser:  newParser(cfg),
+		epoch:   time.Now(),
+		readyCh: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+	t.users.Store(newUserTable(0))
+	t.apps.Store(&appTable{})
+	return t, nil
+}
+
+// mono is the time since t.epoch on the monotonic clock, never 0.
+func (t *Table) mono() int64 { return int64(time.Since(t.epoch)) + 1 }
+
+// apply raises the watermark named by ev. It reports false when the event is refused
+// because its watermark lies too far in the future.
+func (t *Table) apply(ev events.Event) bool {
+	nb := ev.NotBefore.UnixNano()
+	if ev.NotBefore.After(t.cfg.now().Add(t.cfg.clockSkew)) {
+		t.refused.Add(1)
+		return false
+	}
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	switch ev.Type {
+	case events.TypeAppFlushed:
+		t.putApp(ev.AppID, nb)
+	case events.TypeUserReset:
+		t.putUser(ev.UserID, nb)
+	}
+	t.applied.Add(1)
+	return true
+}
+
+// putUser needs writeMu.
+func (t *Table) putUser(id, nb int64) {
+	u := t.users.Load()
+	if u.full() {
+		// Doubling keeps the average cost of an insert constant; readers keep using the
+		// old table until the new one is published.
+		u = u.rebuilt(2*u.count+1, 0)
+		t.users.Store(u)
+	}
+	u.put(id, nb)
+}
+
+// putApp needs writeMu.
+func (t *Table) putApp(id string, nb int64) {
+	apps := *t.apps.Load()
+	if v, ok := apps[id]; ok {
+		if nb > v.Load() {
+			v.Store(nb)
+		}
+		return
+	}
+	next := make(appTable, len(apps)+1)
+	for k, v := range apps {
+		next[k] = v
+	}
+	v := new(atomic.Int64)
+	v.Store(nb)
+	next[id] = v
+	t.apps.Store(&next)
+}
+
+// reserve grows the user table ahead of a bootstrap of n events, so it does not regrow.
+func (t *Table) reserve(n int) {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	u := t.users.Load()
+	if n*4 > len(u.slots)*3 {
+		t.users.Store(u.rebuilt(n, 0))
+	}
+}
+
+// prune drops every watermark older than cutoff: it cannot revoke a token that is still
+// valid when no token lives longer than the maximum token lifetime.
+func (t *Table) prune(cutoff time.Time) (dropped int) {
+	c := cutoff.UnixNano()
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	u := t.users.Load()
+	n := u.rebuilt(u.count, c)
+	dropped = u.count - n.count
+	if dropped > 0 {
+		t.users.Store(n)
+	}
+	apps := *t.apps.Load()
+	next := make(appTable, len(apps))
+	for k, v := range apps {
+		if v.Load() >= c {
+			next[k] = v
+		}
+	}
+	if len(next) < len(apps) {
+		dropped += len(apps) - len(next)
+		t.apps.Store(&next)
+	}
+	t.pruned.Add(uint64(dropped))
+	return dropped
+}
+
+// notBefore is the watermark that applies to a user of an app, in Unix nanoseconds, 0 if
+// none. This is the lookup on the request path.
+func (t *Table) notBefore(appID string, userID int64) int64 {
+	nb := t.users.Load().get(userID)
+	if appID != "" {
+		nb = max(nb, (*t.apps.Load()).get(appID))
+	}
+	return nb
+}
+
+// NotBefore returns the watermark that applies to a user of an app: tokens issued before it
+// are revoked. It is the zero time when no watermark applies. An empty appID looks at the
+// user only. It takes no lock and allocates nothing.
+func (t *Table) NotBefore(appID string, userID int64) time.Time {
+	nb := t.notBefore(appID, userID)
+	if nb == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, nb)
+}
+
+// Ready reports whether the table has caught up with the stream at least once.
+func (t *Table) Ready() bool { return t.ready.Load() }
+
+// WaitReady blocks until the table is ready or ctx is done.
+func (t *Table) WaitReady(ctx context.Context) error {
+	select {
+	case <-t.readyCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Staleness is the time since JetStream last confirmed that the table holds every event
+// in the stream. Before the first confirmation it is the largest duration.
+func (t *Table) Staleness() time.Duration {
+	at := t.freshAt.Load()
+	if at == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(t.mono() - at)
+}
+
+// Stats is a snapshot of a table's counters, for metrics and health checks.
+type Stats struct {
+	Ready           bool
+	Apps            int           // apps with a watermark
+	Users           int           // users with a watermark
+	EventsApplied   uint64        // events applied since New (duplicates included)
+	EventsInvalid   uint64        // undecodable or invalid events, skipped
+	EventsRefused   uint64        // events with a watermark too far in the future, skipped
+	EntriesPruned   uint64        // watermarks dropped as older than the max token lifetime
+	LastSequence    uint64        // stream sequence of the last event handled
+	Staleness       time.Duration // see [Table.Staleness]
+	FailOpenAccepts uint64        // tokens accepted while stale, with [WithFailOpen]
+}
+
+// Stats returns a snapshot of the table's counters.
+func (t *Table) Stats() Stats {
+	t.writeMu.Lock()
+	users := t.users.Load().count
+	t.writeMu.Unlock()
+	return Stats{
+		Ready:           t.Ready(),
+		Apps:            len(*t.apps.Load()),
+		Users:           users,
+		EventsApplied:   t.applied.Load(),
+		EventsInvalid:   t.invalid.Load(),
+		EventsRefused:   t.refused.Load(),
+		EntriesPruned:   t.pruned.Load(),
+		LastSequence:    t.lastSeq.Load(),
+		Staleness:       t.Staleness(),
+		FailOpenAccepts: t.failOpen.Load(),
+	}
+}

@@ -1,0 +1,237 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+)
+
+// Defaults of the options.
+const (
+	// DefaultMaxTokenSize caps the bytes of a token before it is parsed.
+	DefaultMaxTokenSize = 8 << 10
+	// DefaultClockSkew is how far in the future a watermark may lie, measured on this
+	// machine's clock, before it is refused. Clocks synchronized by NTP differ by
+	// milliseconds; 5 seconds absorbs a badly kept clock without letting a broken one lock
+	// users out for long.
+	DefaultClockSkew = 5 * time.Second
+	// DefaultMaxStaleness is how long ago JetStream may last have confirmed that the table
+	// holds every event before the table counts as stale.
+	DefaultMaxStaleness = 15 * time.Second
+	// DefaultAppClaim names the claim that holds the app id.
+	DefaultAppClaim = "app"
+	// DefaultUserClaim names the claim that holds the decimal user id.
+	DefaultUserClaim = "sub"
+	// DefaultRealm is the realm of the WWW-Authenticate challenge.
+	DefaultRealm = "revocast"
+)
+
+// DefaultAlgorithms are the signing algorithms accepted when [WithAlgorithms] is not given:
+// asymmetric only, so that a public key can never be used as an HMAC secret.
+var defaultAlgorithms = []string{"EdDSA", "ES256", "RS256"}
+
+// Option configures a [Table]. Options check their arguments, so [New] reports a bad
+// configuration instead of running with it.
+type Option func(*config) error
+
+type config struct {
+	log           *zap.Logger
+	keyfunc       jwt.Keyfunc
+	algorithms    []string
+	issuer        string
+	audience      []string
+	leeway        time.Duration
+	appClaim      string
+	userClaim     string
+	maxTokenSize  int
+	maxLifetime   time.Duration
+	clockSkew     time.Duration
+	maxStaleness  time.Duration
+	failOpen      bool
+	realm         string
+	now           func() time.Time
+	pullBatchSize int
+}
+
+func defaultConfig() config {
+	return config{
+		log:           zap.NewNop(),
+		algorithms:    defaultAlgorithms,
+		appClaim:      DefaultAppClaim,
+		userClaim:     DefaultUserClaim,
+		maxTokenSize:  DefaultMaxTokenSize,
+		clockSkew:     DefaultClockSkew,
+		maxStaleness:  DefaultMaxStaleness,
+		realm:         DefaultRealm,
+		now:           time.Now,
+		pullBatchSize: 1000,
+	}
+}
+
+// WithLogger sets the logger. The default logs nothing. Tokens are never logged.
+func WithLogger(log *zap.Logger) Option {
+	return func(c *config) error {
+		if log == nil {
+			return errors.New("client: WithLogger: nil logger")
+		}
+		c.log = log
+		return nil
+	}
+}
+
+// WithKeyfunc sets the function that returns the key a token is verified with: an HMAC
+// secret ([]byte), a public key (ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey) or a
+// [jwt.VerificationKeySet], e.g. from a JWKS. It is required: [New] fails without it.
+func WithKeyfunc(f jwt.Keyfunc) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("client: WithKeyfunc: nil key function")
+		}
+		c.keyfunc = f
+		return nil
+	}
+}
+
+// WithAlgorithms sets the accepted signing algorithms ("alg" header), replacing the default
+// of EdDSA, ES256 and RS256. HMAC algorithms (HS256...) must be listed here explicitly, and
+// "none" is never accepted.
+func WithAlgorithms(algs ...string) Option {
+	return func(c *config) error {
+		if len(algs) == 0 {
+			return errors.New("client: WithAlgorithms: no algorithm")
+		}
+		for _, a := range algs {
+			if a == "none" || a == "" || jwt.GetSigningMethod(a) == nil {
+				return fmt.Errorf("client: WithAlgorithms: unsupported algorithm %q", a)
+			}
+		}
+		c.algorithms = append([]string(nil), algs...)
+		return nil
+	}
+}
+
+// WithIssuer requires the "iss" claim to equal iss.
+func WithIssuer(iss string) Option {
+	return func(c *config) error {
+		c.issuer = iss
+		return nil
+	}
+}
+
+// WithAudience requires the "aud" claim to contain one of aud.
+func WithAudience(aud ...string) Option {
+	return func(c *config) error {
+		c.audience = append([]string(nil), aud...)
+		return nil
+	}
+}
+
+// WithLeeway allows for clock skew when checking "exp", "nbf" and "iat" against the time
+// of this machine. It never applies to the revocation comparison.
+func WithLeeway(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("client: WithLeeway: negative leeway %s", d)
+		}
+		c.leeway = d
+		return nil
+	}
+}
+
+// WithAppClaim names the claim that holds the app id (default "app"). The empty name means
+// that tokens carry no app: only user watermarks apply to them.
+func WithAppClaim(name string) Option {
+	return func(c *config) error {
+		c.appClaim = name
+		return nil
+	}
+}
+
+// WithUserClaim names the claim that holds the user id as a decimal string or an integer
+// (default "sub"). It must not be empty.
+func WithUserClaim(name string) Option {
+	return func(c *config) error {
+		if name == "" {
+			return errors.New("client: WithUserClaim: empty claim name")
+		}
+		c.userClaim = name
+		return nil
+	}
+}
+
+// WithMaxTokenSize caps the length of a token before it is parsed (default 8 KiB).
+func WithMaxTokenSize(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("client: WithMaxTokenSize: %d is not positive", n)
+		}
+		c.maxTokenSize = n
+		return nil
+	}
+}
+
+// WithMaxTokenLifetime sets the longest lifetime (exp - iat) of an accepted token and lets
+// the table drop watermarks older than now minus that lifetime: they can no longer revoke
+// any token that is still valid. Tokens that live longer are refused, so pruning never lets
+// a revoked token through. By default nothing is pruned and lifetimes are not limited.
+func WithMaxTokenLifetime(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("client: WithMaxTokenLifetime: %s is not positive", d)
+		}
+		c.maxLifetime = d
+		return nil
+	}
+}
+
+// WithClockSkew sets how far in the future a watermark may lie before it is refused
+// (default [DefaultClockSkew]). A refused event is logged and counted, never applied: a
+// watermark far in the future would lock its users out until that time.
+func WithClockSkew(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("client: WithClockSkew: negative skew %s", d)
+		}
+		c.clockSkew = d
+		return nil
+	}
+}
+
+// WithMaxStaleness sets how long ago JetStream may last have confirmed that the table holds
+// every event before the table is stale (default [DefaultMaxStaleness]). The table asks
+// several times per period, so an idle system with a healthy NATS stays fresh.
+func WithMaxStaleness(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("client: WithMaxStaleness: %s is not positive", d)
+		}
+		c.maxStaleness = d
+		return nil
+	}
+}
+
+// WithFailOpen accepts tokens while the table is stale, instead of refusing them with
+// [ErrStale]. Each such acceptance is counted in [Stats] and logged (at most once a second).
+// It does not apply before the table is ready.
+func WithFailOpen() Option {
+	return func(c *config) error {
+		c.failOpen = true
+		return nil
+	}
+}
+
+// WithRealm sets the realm of the WWW-Authenticate challenge sent by [Table.Middleware].
+func WithRealm(realm string) Option {
+	return func(c *config) error {
+		for i := 0; i < len(realm); i++ {
+			if b := realm[i]; b < 0x20 || b > 0x7e || b == '"' || b == '\\' {
+				return fmt.Errorf("client: WithRealm: %q has characters a quoted string cannot hold", realm)
+			}
+		}
+		c.realm = realm
+		return nil
+	}
+}

@@ -1,0 +1,245 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
+)
+
+// Claims are the verified claims of a token.
+type Claims struct {
+	// AppID is the app the token was issued for, empty when [WithAppClaim]("") is set.
+	AppID string
+	// UserID is the positive user id from the user claim.
+	UserID int64
+	// IssuedAt is the exact "iat", sub-second digits included.
+	IssuedAt time.Time
+	// ExpiresAt is "exp".
+	ExpiresAt time.Time
+	// All holds every claim; numbers are json.Number.
+	All jwt.MapClaims
+}
+
+func newParser(cfg config) *jwt.Parser {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(cfg.algorithms),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithJSONNumber(),
+		jwt.WithLeeway(cfg.leeway),
+		jwt.WithTimeFunc(cfg.now),
+	}
+	if cfg.issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.issuer))
+	}
+	if len(cfg.audience) > 0 {
+		opts = append(opts, jwt.WithAudience(cfg.audience...))
+	}
+	return jwt.NewParser(opts...)
+}
+
+// Verify checks a raw JWT and returns its claims if it is valid and not revoked. The order
+// is: the size cap, the signature with an allowed algorithm, required "exp" and "iat" (not
+// in the future), the optional issuer and audience, the app and user claims, the maximum
+// lifetime, the table's state ([ErrNotReady], [ErrStale] unless fail-open), and then the
+// watermarks ([ErrRevoked]). Every token error wraps [ErrInvalidToken].
+//
+// The revocation comparison uses the raw "iat": with a whole-second iat, a token issued in
+// the watermark's second is revoked; with a fractional iat (e.g. 1763890215.123456) it is
+// revoked only if issued strictly before the watermark. No leeway applies to it.
+func (t *Table) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if raw == "" {
+		return nil, ErrMissingToken
+	}
+	if len(raw) > t.cfg.maxTokenSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(raw), t.cfg.maxTokenSize)
+	}
+	mc := jwt.MapClaims{}
+	if _, err := t.parser.ParseWithClaims(raw, mc, t.cfg.keyfunc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	c, iat, err := t.claims(mc)
+	if err != nil {
+		return nil, err
+	}
+	// The state is checked last so that fail-open counts only tokens it lets through.
+	if err := t.checkState(); err != nil {
+		return nil, err
+	}
+	if err := t.checkWatermark(c.AppID, c.UserID, iat); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// claims extracts what revocast needs from verified claims.
+func (t *Table) claims(mc jwt.MapClaims) (*Claims, issuedAt, error) {
+	c := &Claims{All: mc}
+	n, ok := mc["iat"].(json.Number)
+	if !ok {
+		return nil, issuedAt{}, fmt.Errorf("%w: iat is missing or not a number", ErrInvalidToken)
+	}
+	iat, err := parseIssuedAt(n)
+	if err != nil {
+		return nil, iat, err
+	}
+	c.IssuedAt = time.Unix(iat.sec, iat.nsec)
+	exp, err := mc.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, iat, fmt.Errorf("%w: exp is missing or not a number", ErrInvalidToken)
+	}
+	c.ExpiresAt = exp.Time
+	if t.cfg.maxLifetime > 0 && c.ExpiresAt.Sub(c.IssuedAt) > t.cfg.maxLifetime {
+		// Pruning relies on this: a longer-lived token could outlive its watermark.
+		return nil, iat, fmt.Errorf("%w: lifetime %s exceeds %s", ErrInvalidToken,
+			c.ExpiresAt.Sub(c.IssuedAt), t.cfg.maxLifetime)
+	}
+	if t.cfg.appClaim != "" {
+		app, _ := mc[t.cfg.appClaim].(string)
+		if err := events.ValidateAppID(app); err != nil {
+			return nil, iat, fmt.Errorf("%w: claim %q: %w", ErrInvalidToken, t.cfg.appClaim, err)
+		}
+		c.AppID = app
+	}
+	var user string
+	switch v := mc[t.cfg.userClaim].(type) {
+	case string:
+		user = v
+	case json.Number:
+		user = v.String()
+	}
+	if c.UserID, err = events.ParseUserID(user); err != nil {
+		return nil, iat, fmt.Errorf("%w: claim %q: %w", ErrInvalidToken, t.cfg.userClaim, err)
+	}
+	return c, iat, nil
+}
+
+// issuedAt is a token's iat as written: whole seconds, or exact to the nanosecond.
+type issuedAt struct {
+	sec, nsec int64
+	whole     bool // no fractional part was written
+}
+
+// parseIssuedAt reads a NumericDate exactly, which golang-jwt does not (it goes through
+// float64 and truncates to seconds by default). Only plain decimals are accepted: no sign,
+// no exponent. Digits past the nanosecond are dropped, which never changes the outcome of a
+// comparison with a watermark in whole nanoseconds.
+func parseIssuedAt(n json.Number) (issuedAt, error) {
+	s := string(n)
+	intPart, frac := s, ""
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			intPart, frac = s[:i], s[i+1:]
+			break
+		}
+	}
+	bad := func() (issuedAt, error) {
+		return issuedAt{}, fmt.Errorf("%w: iat %q is not a plain decimal number of seconds", ErrInvalidToken, truncate(s, 32))
+	}
+	if intPart == "" || len(intPart) > 12 || (frac == "" && len(intPart) < len(s)) {
+		return bad()
+	}
+	sec, err := strconv.ParseInt(intPart, 10, 64)
+	if err != nil || sec < 0 || intPart[0] == '+' || intPart[0] == '-' {
+		return bad()
+	}
+	var nsec int64
+	for i := 0; i < len(frac); i++ {
+		d := frac[i]
+		if d < '0' || d > '9' {
+			return bad()
+		}
+		if i < 9 {
+			nsec = nsec*10 + int64(d-'0')
+		}
+	}
+	for i := len(frac); i < 9; i++ {
+		nsec *= 10
+	}
+	return issuedAt{sec: sec, nsec: nsec, whole: frac == ""}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// revokedBy applies the revocation rule to one watermark in Unix nanoseconds.
+func (iat issuedAt) revokedBy(nb int64) bool {
+	if nb == 0 {
+		return false
+	}
+	if iat.whole {
+		// Whole-second iat: the watermark's own second is revoked too, because a token
+		// issued just before the watermark in that second carries the same iat.
+		return iat.sec <= floorDiv(nb, int64(time.Second))
+	}
+	// iat.sec has at most 12 digits, so this cannot overflow.
+	return iat.sec*int64(time.Second)+iat.nsec < nb
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// CheckIssuedAt checks a token's raw "iat" claim (as decoded with json.Number) for a user
+// of an app against the watermarks, after the table's state. It returns nil, [ErrRevoked],
+// [ErrNotReady], [ErrStale] or [ErrInvalidToken] (malformed iat). It is for code that has
+// verified a token by other means; [Table.Verify] does both.
+func (t *Table) CheckIssuedAt(appID string, userID int64, iat json.Number) error {
+	if err := t.checkState(); err != nil {
+		return err
+	}
+	v, err := parseIssuedAt(iat)
+	if err != nil {
+		return err
+	}
+	return t.checkWatermark(appID, userID, v)
+}
+
+func (t *Table) checkWatermark(appID string, userID int64, iat issuedAt) error {
+	nb := t.notBefore(appID, userID)
+	if iat.revokedBy(nb) {
+		return fmt.Errorf("%w: issued at %s, not before %s (app %q, user %d)", ErrRevoked,
+			time.Unix(iat.sec, iat.nsec).UTC().Format(time.RFC3339Nano),
+			time.Unix(0, nb).UTC().Format(time.RFC3339Nano), appID, userID)
+	}
+	return nil
+}
+
+// checkState refuses when the table cannot vouch for its watermarks.
+func (t *Table) checkState() error {
+	if !t.ready.Load() {
+		return ErrNotReady
+	}
+	stale := t.Staleness()
+	if stale <= t.cfg.maxStaleness {
+		return nil
+	}
+	if !t.cfg.failOpen {
+		return fmt.Errorf("%w: last confirmed %s ago, limit %s", ErrStale, stale.Truncate(time.Millisecond), t.cfg.maxStaleness)
+	}
+	t.failOpen.Add(1)
+	now := t.mono()
+	if last := t.lastWarn.Load(); now-last > int64(time.Second) && t.lastWarn.CompareAndSwap(last, now) {
+		t.log.Warn("revocation table is stale; accepting tokens (fail-open)",
+			zap.Duration("staleness", stale), zap.Uint64("fail_open_accepts", t.failOpen.Load()))
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/revocast/revocast/events"
+)
+
+// newTestTable returns a table that is never run; tests drive apply directly. A nats.Conn
+// that is never connected is enough for New.
+func newTestTable(tb testing.TB, opts ...Option) *Table {
+	tb.Helper()
+	opts = append([]Option{WithKeyfunc(func(*jwt.Token) (any, error) { return nil, errors.New("no key") })}, opts...)
+	tab, err := New(&nats.Conn{}, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tab
+}
+
+// snapshot returns every watermark, for comparing tables.
+func (t *Table) snapshot() (map[string]int64, map[int64]int64) {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	apps := map[string]int64{}
+	for k, v := range *t.apps.Load() {
+		apps[k] = v.Load()
+	}
+	users := map[int64]int64{}
+	u := t.users.Load()
+	for i := range u.slots {
+		if id := u.slots[i].key.Load(); id != 0 {
+			users[id] = u.slots[i].nb.Load()
+		}
+	}
+	return apps, users
+}
+
+func mustUser(tb testing.TB, id int64, nb time.Time) events.Event {
+	tb.Helper()
+	ev, err := events.NewUserReset(id, nb, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
+}
+
+func mustApp(tb testing.TB, id string, nb time.Time) events.Event {
+	tb.Helper()
+	ev, err := events.NewAppFlushed(id, nb, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
+}
+
+func TestApplyIsOrderIndependent(t *testing.T) {
+	base := time.Now().Add(-time.Hour)
+	var evs []events.Event
+	for i := range 2000 {
+		id := int64(i%500 + 1)
+		evs = append(evs, mustUser(t, id, base.Add(time.Duration(rand.IntN(1000))*time.Millisecond)))
+		if i%50 == 0 {
+			evs = append(evs, mustApp(t, "app-"+string(rune('a'+i%7)), base.Add(time.Duration(i)*time.Second)))
+		}
+	}
+	want := newTestTable(t)
+	for _, ev := range evs {
+		want.apply(ev)
+	}
+	wantApps, wantUsers := want.snapshot()
+	if len(wantUsers) != 500 {
+		t.Fatalf("users = %d, want 500", len(wantUsers))
+	}
+
+	cases := map[string]func([]events.Event) []events.Event{
+		"Reversed": func(in []events.Event) []events.Event {
+			out := make([]events.Event, len(in))
+			for i, ev := range in {
+				out[len(in)-1-i] = ev
+			}
+			return out
+		},
+		"Shuffled": func(in []events.Event) []events.Event {
+			out := append([]events.Event(nil), in...)
+			rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+			return out
+		},
+		"Duplicated": func(in []events.Event) []events.Event {
+			var out []events.Event
+			for _, ev := range in {
+				out = append(out, ev, ev)
+			}
+			return out
+		},
+		"ReplayedTwice": func(in []events.Event) []events.Event {
+			return append(append([]events.Event(nil), in...), in...)
+		},
+	}
+	for name, reorder := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := newTestTable(t)
+			for _, ev := range reorder(evs) {
+				got.apply(ev)
+			}
+			apps, users := got.snapshot()
+			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) {
+				t.Fatalf("table differs from in-order application")
+			}
+		})
+	}
+}
+
+func TestApplyRefusesFutureWatermark(t *testing.T) {
+	tab := newTestTable(t, WithClockSkew(time.Second))
+	if tab.apply(mustUser(t, 7, time.Now().Add(time.Minute))) {
+		t.Fatal("apply of a watermark a minute ahead = true, want refused")
+	}
+	if !tab.apply(mustUser(t, 7, time.Now().Add(500*time.Millisecond))) {
+		t.Fatal("apply of a watermark within the skew = false, want applied")
+	}
+	if s := tab.Stats(); s.EventsRefused != 1 || s.EventsApplied != 1 {
+		t.Fatalf("refused, applied = %d, %d, want 1, 1", s.EventsRefused, s.EventsApplied)
+	}
+}
+
+func TestGrowthKeepsEveryEntry(t *testing.T) {
+	tab := newTestTable(t)
+	nb := time.Now().Add(-time.Minute)
+	const n = 100_000
+	for id := int64(1); id <= n; id++ {
+		tab.apply(mustUserFast(id, nb))
+	}
+	for id := int64(1); id <= n; id++ {
+		if got := tab.notBefore("", id); got != nb.UnixNano() {
+			t.Fatalf("user %d: watermark %d, want %d", id, got, nb.UnixNano())
+		}
+	}
+	if got := tab.notBefore("", n+1); got != 0 {
+		t.Fatalf("unknown user: watermark %d, want 0", got)
+	}
+}
+
+// mustUserFast builds an event without validation, for bulk tests.
+func mustUserFast(id int64, nb time.Time) events.Event {
+	return events.Event{Version: events.Version, Type: events.TypeUserReset, UserID: id, NotBefore: nb}
+}
+
+func TestReserveAvoidsRegrowth(t *testing.T) {
+	tab := newTestTable(t)
+	tab.reserve(10_000)
+	before := tab.users.Load()
+	for id := int64(1); id <= 10_000; id++ {
+		tab.apply(mustUserFast(id, time.Now()))
+	}
+	if tab.users.Load() != before {
+		t.Fatal("table regrew after reserve")
+	}
+}
+
+func TestPrune(t *testing.T) {
+	now := time.Now()
+	tab := newTestTable(t, WithMaxTokenLifetime(time.Hour))
+	tab.apply(mustUser(t, 1, now.Add(-2*time.Hour)))
+	tab.apply(mustUser(t, 2, now.Add(-30*time.Minute)))
+	tab.apply(mustApp(t, "old", now.Add(-2*time.Hour)))
+	tab.apply(mustApp(t, "new", now.Add(-time.Minute)))
+	if dropped := tab.prune(now.Add(-time.Hour)); dropped != 2 {
+		t.Fatalf("dropped = %d, want 2", dropped)
+	}
+	apps, users := tab.snapshot()
+	if _, ok := users[1]; ok || len(users) != 1 {
+		t.Fatalf("users after prune = %v, want only user 2", users)
+	}
+	if _, ok := apps["old"]; ok || len(apps) != 1 {
+		t.Fatalf("apps after prune = %v, want only app new", apps)
+	}
+}
+
+func TestParseIssuedAt(t *testing.T) {
+	tests := []struct {
+		in        string
+		sec, nsec int64
+		whole     bool
+		err       bool
+	}{
+		{in: "1763890215", sec: 1763890215, whole: true},
+		{in: "1763890215.123456", sec: 1763890215, nsec: 123456000},
+		{in: "1763890215.1234567891", sec: 1763890215, nsec: 123456789},
+		{in: "1763890215.0", sec: 1763890215},
+		{in: "-1", err: true},
+		{in: "+1", err: true},
+		{in: "1.7e9", err: true},
+		{in: "1763890215.", err: true},
+		{in: ".5", err: true},
+		{in: "99999999999999", err: true},
+	}
+	for _, tt := range tests {
+		got, err := parseIssuedAt(json.Number(tt.in))
+		if tt.err {
+			if !errors.Is(err, ErrInvalidToken) {
+				t.Errorf("parseIssuedAt(%q) error = %v, want ErrInvalidToken", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || got.sec != tt.sec || got.nsec != tt.nsec || got.whole != tt.whole {
+			t.Errorf("parseIssuedAt(%q) = %+v, %v; want {%d %d %v}", tt.in, got, err, tt.sec, tt.nsec, tt.whole)
+		}
+	}
+}
+
+func TestRevokedBy(t *testing.T) {
+	wm := time.Unix(1763890215, 500_000_000).UnixNano() // 1763890215.5
+	tests := []struct {
+		name string
+		iat  string
+		want bool
+	}{
+		{"WholeSecondBefore", "1763890214", true},
+		{"WholeSecondSameSecond", "1763890215", true},
+		{"WholeSecondAfter", "1763890216", false},
+		{"MilliBefore", "1763890215.499", true},
+		{"Exact", "1763890215.500", false},
+		{"MilliAfter", "1763890215.501", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iat, err := parseIssuedAt(json.Number(tt.iat))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := iat.revokedBy(wm); got != tt.want {
+				t.Fatalf("revokedBy = %v, want %v", got, tt.want)
+			}
+			if iat.revokedBy(0) {
+				t.Fatal("revoked without a watermark")
+			}
+		})
+	}
+}
+
+// fillUsers applies n user watermarks with random ids and returns the ids.
+func fillUsers(tb testing.TB, tab *Table, n int) []int64 {
+	tb.Helper()
+	tab.reserve(n)
+	ids := make([]int64, n)
+	nb := time.Now().Add(-time.Minute)
+	for i := range ids {
+		ids[i] = rand.Int64N(1<<62) + 1
+		tab.apply(mustUserFast(ids[i], nb))
+	}
+	return ids
+}
+
+// BenchmarkLookup measures the revocation lookup of the request path, for a random user
+// among 1M and an app, from every core at once.
+func BenchmarkLookup(b *testing.B) {
+	tab := newTestTable(b)
+	ids := fillUsers(b, tab, 1_000_000)
+	tab.apply(mustApp(b, "shop", time.Now().Add(-time.Minute)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(ids))
+		var sink, n int64
+		for pb.Next() {
+			n++
+			sink += tab.notBefore("shop", ids[i])
+			i++
+			if i == len(ids) {
+				i = 0
+			}
+		}
+		if n > 0 && sink == 0 {
+			b.Error("no watermark found")
+		}
+	})
+}
+
+// BenchmarkTableMemory reports the heap bytes per user entry of a table of 1M users.
+func BenchmarkTableMemory(b *testing.B) {
+	const n = 1_000_000
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = rand.Int64N(1<<62) + 1
+	}
+	nb := time.Now().Add(-time.Minute)
+	var perEntry float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tab := newTestTable(b)
+		tab.reserve(n)
+		for _, id := range ids {
+			tab.apply(mustUserFast(id, nb))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(tab)
+	}
+	b.ReportMetric(perEntry, "B/entry")
+}
