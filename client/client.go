@@ -74,10 +74,10 @@ type Table struct {
 	readyOnce sync.Once
 	kick      chan struct{} // asks the freshness poller for a confirmation now
 
-	lastSeq  atomic.Uint64            // stream sequence of the last event handled
-	freshAt  atomic.Int64             // when JetStream last confirmed the table, since epoch; 0 never
-	pending  atomic.Pointer[confirm]  // a confirmation waiting for the loop to reach a sequence
-	lastWarn atomic.Int64             // last fail-open log line, since epoch
+	lastSeq  atomic.Uint64           // stream sequence of the last event handled
+	freshAt  atomic.Int64            // when JetStream last confirmed the table, since epoch; 0 never
+	pending  atomic.Pointer[confirm] // a confirmation waiting for the loop to reach a sequence
+	lastWarn atomic.Int64            // last fail-open log line, since epoch
 
 	applied, invalid, refused, failOpen, pruned atomic.Uint64
 }
