@@ -69,6 +69,7 @@ type Table struct {
 	writeMu sync.Mutex
 
 	running   atomic.Bool
+	following atomic.Bool // a consumer is delivering to the table
 	ready     atomic.Bool
 	readyCh   chan struct{}
 	readyOnce sync.Once

@@ -111,7 +111,9 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 			it, err = cons.Messages(jetstream.PullMaxMessages(t.cfg.pullBatchSize))
 			if err == nil {
 				try = 0
+				t.following.Store(true)
 				err = t.consume(ctx, it)
+				t.following.Store(false)
 			}
 		}
 		if ctx.Err() != nil {
@@ -220,7 +222,8 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 		}
 		if err == nil {
 			last := info.State.LastSeq
-			if t.lastSeq.Load() >= last {
+			// Without a consumer, a later event would not reach the table: not fresh.
+			if t.following.Load() && t.lastSeq.Load() >= last {
 				t.markFresh(sentAt)
 			} else {
 				// The loop has not reached the end yet; it confirms when it does.

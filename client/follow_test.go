@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"testing"
 	"time"
 
@@ -114,11 +115,11 @@ func TestBootstrapReadsLatestPerSubject(t *testing.T) {
 }
 
 func TestNotReadyUntilStreamExists(t *testing.T) {
-	srv := eventstest.RunJetStream(t)
-	f := &fixture{srv: srv}
+	f := newFixtureWithoutStream(t)
+	srv := f.srv
 	tab := f.table(t, WithMaxStaleness(300*time.Millisecond))
-	if _, err := tab.Verify(context.Background(), "x.y.z"); !errors.Is(err, ErrInvalidToken) {
-		t.Fatalf("Verify before the stream exists = %v, want ErrInvalidToken", err)
+	if _, err := tab.Verify(context.Background(), f.token(t, "shop", 1, secs(time.Now()), nil)); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Verify before the stream exists = %v, want ErrNotReady", err)
 	}
 	if err := tab.CheckIssuedAt("shop", 1, "1"); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("CheckIssuedAt before the stream exists = %v, want ErrNotReady", err)
@@ -241,14 +242,15 @@ func TestStaleWhenNATSIsDown(t *testing.T) {
 				return tab.Staleness() > 300*time.Millisecond
 			})
 			_, err := tab.Verify(ctx, tok)
+			rec := serve(tab.Middleware(whoami), "Bearer "+tok)
 			if failOpen {
-				if err != nil || tab.Stats().FailOpenAccepts == 0 {
-					t.Fatalf("fail-open: err = %v, accepts = %d", err, tab.Stats().FailOpenAccepts)
+				if err != nil || rec.Code != http.StatusOK || tab.Stats().FailOpenAccepts != 2 {
+					t.Fatalf("fail-open: err = %v, status %d, accepts = %d; want nil, 200, 2", err, rec.Code, tab.Stats().FailOpenAccepts)
 				}
 				return
 			}
-			if !errors.Is(err, ErrStale) {
-				t.Fatalf("fail-closed: err = %v, want ErrStale", err)
+			if !errors.Is(err, ErrStale) || rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+				t.Fatalf("fail-closed: err = %v, status %d; want ErrStale, 503 with Retry-After", err, rec.Code)
 			}
 			f.srv.Restart()
 			eventually(t, "fresh after the server came back", func() bool {

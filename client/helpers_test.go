@@ -34,8 +34,15 @@ func fastReconnect() []nats.Option {
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
+	f := newFixtureWithoutStream(tb)
+	f.srv.CreateStream()
+	return f
+}
+
+// newFixtureWithoutStream is a fixture before the broadcaster has created the stream.
+func newFixtureWithoutStream(tb testing.TB) *fixture {
+	tb.Helper()
 	srv := eventstest.RunJetStream(tb)
-	srv.CreateStream()
 	js, err := jetstream.New(srv.Connect(fastReconnect()...))
 	if err != nil {
 		tb.Fatal(err)
