@@ -112,6 +112,7 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 			if err == nil {
 				try = 0
 				t.following.Store(true)
+				t.askConfirmation()
 				err = t.consume(ctx, it)
 				t.following.Store(false)
 			}
@@ -172,10 +173,15 @@ func (t *Table) handle(msg jetstream.Msg) {
 	if md.NumPending == 0 && !t.ready.Load() {
 		// Caught up with the bootstrap: ask for the confirmation that makes the table ready
 		// now rather than at the next tick.
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
+		t.askConfirmation()
+	}
+}
+
+// askConfirmation wakes the freshness poller up.
+func (t *Table) askConfirmation() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
 	}
 }
 
