@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,10 +29,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/tokens"
 )
 
 func main() {
@@ -60,6 +63,9 @@ type config struct {
 	trustedProxies string
 	logLevel       string
 	logFormat      string
+	issuer         string
+	accessTTL      time.Duration
+	refreshTTL     time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -81,13 +87,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.syncInterval, "nats-sync-interval", 0, "embedded JetStream fsync interval; 0 = fsync before every ack (REVOCAST_NATS_SYNC_INTERVAL)")
 	fs.DurationVar(&cfg.publishTimeout, "publish-timeout", 5*time.Second, "how long a call waits for JetStream to store its event before answering 500 (REVOCAST_PUBLISH_TIMEOUT)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", env("REVOCAST_TRUSTED_PROXIES", ""), "comma-separated proxy CIDRs whose X-Forwarded-For is trusted (REVOCAST_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", "revocast"), "iss claim of the tokens revocast mints (REVOCAST_ISSUER)")
+	fs.DurationVar(&cfg.accessTTL, "access-token-ttl", 15*time.Minute, "lifetime of minted access tokens (REVOCAST_ACCESS_TOKEN_TTL)")
+	fs.DurationVar(&cfg.refreshTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of minted refresh tokens (REVOCAST_REFRESH_TOKEN_TTL)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("REVOCAST_LOG_LEVEL", "info"), "debug, info, warn or error (REVOCAST_LOG_LEVEL)")
 	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
 	// Numeric and duration defaults from the environment are parsed by the flag package
 	// itself, so a bad value gets the same error as a bad flag.
 	for flagName, envName := range map[string]string{
 		"replicas": "REVOCAST_REPLICAS", "nats-sync-interval": "REVOCAST_NATS_SYNC_INTERVAL",
-		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT",
+		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT", "access-token-ttl": "REVOCAST_ACCESS_TOKEN_TTL",
+		"refresh-token-ttl": "REVOCAST_REFRESH_TOKEN_TTL",
 	} {
 		if v := getenv(envName); v != "" {
 			if err := fs.Set(flagName, v); err != nil {
@@ -100,6 +110,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (revocastd takes flags only; see -h)", fs.Arg(0))
+	}
+	if cfg.accessTTL <= 0 || cfg.refreshTTL < cfg.accessTTL {
+		return cfg, fmt.Errorf("token lifetimes: want 0 < -access-token-ttl (%s) <= -refresh-token-ttl (%s)", cfg.accessTTL, cfg.refreshTTL)
 	}
 	if cfg.replicas < 0 || cfg.replicas > 5 {
 		return cfg, fmt.Errorf("-replicas %d: must be 0 (auto) or 1 to 5", cfg.replicas)
@@ -193,6 +206,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	// Tokens: the signing keys, and the same revocation table resource servers run, which
+	// the refresh call checks and the mint call reads the watermarks from.
+	ring, err := tokens.OpenKeyRing(ctx, js, replicas)
+	if err != nil {
+		return err
+	}
+	table, err := client.New(nc, client.WithLogger(log.Named("table")),
+		client.WithKeyfunc(func(t *jwt.Token) (any, error) {
+			kid, _ := t.Header["kid"].(string)
+			return ring.PublicKey(context.Background(), kid)
+		}),
+		client.WithMaxTokenLifetime(cfg.refreshTTL))
+	if err != nil {
+		return err
+	}
+	tableCtx, stopTable := context.WithCancel(context.WithoutCancel(ctx))
+	tableDone := make(chan struct{})
+	go func() {
+		defer close(tableDone)
+		if err := table.Run(tableCtx); err != nil && tableCtx.Err() == nil {
+			log.Error("revocation table stopped", zap.Error(err))
+		}
+	}()
+	defer func() { stopTable(); <-tableDone }()
+	issuer, err := tokens.NewIssuer(ctx, js, replicas, ring, table, tokens.Config{
+		Issuer: cfg.issuer, AccessTTL: cfg.accessTTL, RefreshTTL: cfg.refreshTTL,
+	})
+	if err != nil {
+		return err
+	}
+
 	var proxies []string
 	if cfg.trustedProxies != "" {
 		proxies = strings.Split(cfg.trustedProxies, ",")
@@ -201,6 +245,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, err := api.NewServer(api.Config{
 		Registry: registry,
+		Tokens:   issuer,
 		Store:    st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
 		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
 			return audit.Replay(ctx, js, q, emit)

@@ -3,6 +3,8 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,30 +15,51 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/events/eventstest"
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/tokens"
 )
 
 func TestMain(m *testing.M) {
 	gin.SetMode(gin.ReleaseMode)
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// Only a full run sees every status; a -run filter may skip the tests that do.
+		if problems := checkObserved(loadOpenAPI(nopTB{})); len(problems) > 0 {
+			fmt.Fprintln(os.Stderr, strings.Join(problems, "\n"))
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
+
+// nopTB lets TestMain use the loader; it panics instead of failing a test.
+type nopTB struct{ testing.TB }
+
+func (nopTB) Helper()                   {}
+func (nopTB) Fatal(args ...any)         { panic(fmt.Sprint(args...)) }
+func (nopTB) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
 
 // fixture is a real API on a real embedded JetStream, with one app and two keys.
 type fixture struct {
 	url      string
+	handler  http.Handler
 	nats     *eventstest.Server
 	store    *store.Store
 	stream   jetstream.Stream
 	rootKey  string
 	adminKey string
 	readOnly string
+	appCred  string
+	table    *client.Table
 }
 
 func newFixture(t *testing.T, cfg api.Config) *fixture {
@@ -64,6 +87,26 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Store = st
+	ring, err := tokens.OpenKeyRing(t.Context(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := client.New(nc, client.WithKeyfunc(func(*jwt.Token) (any, error) { return nil, errors.New("unused") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = table.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	if err := table.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := tokens.NewIssuer(t.Context(), js, 1, ring, table, tokens.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tokens = issuer
 	cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
 		return audit.Replay(ctx, js, q, emit)
 	}
@@ -78,7 +121,11 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 	hs.Config.MaxHeaderBytes = api.MaxHeaderBytes
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return &fixture{url: hs.URL, nats: ns, store: st, stream: st.Stream(),
+	_, cred, err := st.SetAppCredential(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{url: hs.URL, handler: h, nats: ns, table: table, appCred: cred.Reveal(), store: st, stream: st.Stream(),
 		rootKey: root.Reveal(), adminKey: admin.Reveal(), readOnly: ro.Reveal()}
 }
 
@@ -104,6 +151,9 @@ func (f *fixture) do(t *testing.T, method, path string, header map[string]string
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	if p := documentedPath(loadOpenAPI(t), req.URL.Path); p != "" {
+		observe(method, p, res.StatusCode)
+	}
 	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &r.body)
 	return r
@@ -228,6 +278,23 @@ func TestFlush(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("Metrics", func(t *testing.T) {
+		r := f.do(t, "GET", "/metrics", nil, "")
+		for _, want := range []string{
+			`revocast_revocations_stored_total{type="app.flushed"} 2`,
+			`revocast_auth_failures_total{kind="root_key"}`,
+			`revocast_http_requests_total{code="200",method="DELETE",route="/root/:app_id/flush"} 2`,
+			`route="unmatched"`,
+		} {
+			if !strings.Contains(r.raw, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		if strings.Contains(r.raw, f.rootKey) {
+			t.Fatal("a key appears in /metrics")
+		}
+	})
 
 	t.Run("SameAnswerForUnknownAppAndWrongKey", func(t *testing.T) {
 		a := f.do(t, "DELETE", "/root/ghost/flush", auth(f.rootKey), "")

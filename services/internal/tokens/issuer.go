@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
 )
 
@@ -35,8 +36,8 @@ var (
 )
 
 // Revocations is what the issuer needs from the revocation table that resource servers use
-// too (client.Table): the watermark that applies to a user of an app, and the verdict on a
-// token's raw iat.
+// too ([client.Table]): the watermark that applies to a user of an app, and the verdict on a
+// token's raw iat (nil, or an error matching client.ErrRevoked, ErrNotReady or ErrStale).
 type Revocations interface {
 	NotBefore(appID string, userID int64) time.Time
 	CheckIssuedAt(appID string, userID int64, iat json.Number) error
@@ -158,7 +159,13 @@ func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) 
 		return Pair{}, c, err
 	}
 	if err := i.rev.CheckIssuedAt(c.App, c.User, c.IssuedAt); err != nil {
-		return Pair{}, c, err
+		switch {
+		case errors.Is(err, client.ErrRevoked):
+			return Pair{}, c, fmt.Errorf("%w: %v", ErrRevoked, err)
+		case errors.Is(err, client.ErrNotReady), errors.Is(err, client.ErrStale):
+			return Pair{}, c, fmt.Errorf("%w: %v", ErrNotReady, err)
+		}
+		return Pair{}, c, fmt.Errorf("%w: %v", ErrInvalidRefresh, err)
 	}
 	// Create is atomic: of two concurrent refreshes with one token, exactly one wins.
 	if _, err := i.used.Create(ctx, c.ID, []byte(i.now().UTC().Format(time.RFC3339Nano))); err != nil {

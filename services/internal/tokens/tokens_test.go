@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events/eventstest"
 	"github.com/revocast/revocast/services/internal/tokens"
 )
@@ -39,7 +40,7 @@ func (w *watermarks) CheckIssuedAt(app string, user int64, iat json.Number) erro
 		d += f
 	}
 	if t.Add(d).Before(wm) {
-		return tokens.ErrRevoked
+		return client.ErrRevoked
 	}
 	return nil
 }
