@@ -271,8 +271,10 @@ func (c *Cluster) WaitReady() {
 	})
 }
 
-// WaitStreamCurrent waits until every running node holding a replica of the stream in the
-// account (server.DEFAULT_GLOBAL_ACCOUNT without configuration files) is current.
+// WaitStreamCurrent waits until the stream in the account (server.DEFAULT_GLOBAL_ACCOUNT
+// without configuration files) has a leader and every running node holds a current replica
+// of it, as after a restarted node caught up. It is meant for streams with a replica on
+// every node (3 replicas on 3 nodes).
 func (c *Cluster) WaitStreamCurrent(account, stream string) {
 	c.tb.Helper()
 	c.waitFor(30*time.Second, "stream "+stream+" current on every node", func() bool {
@@ -284,7 +286,7 @@ func (c *Cluster) WaitStreamCurrent(account, stream string) {
 			if n.srv.JetStreamIsStreamLeader(account, stream) {
 				leader = true
 			}
-			if n.srv.JetStreamIsStreamAssigned(account, stream) && !n.srv.JetStreamIsStreamCurrent(account, stream) {
+			if !n.srv.JetStreamIsStreamCurrent(account, stream) {
 				return false
 			}
 		}
