@@ -10,7 +10,7 @@
 //
 // The caller owns the follow loop:
 //
-//	t, err := client.New(nc, client.WithKeyfunc(keyfunc))
+//	t, err := client.New(nc) // revocast's own keys; or client.WithKeyfunc(keyfunc)
 //	...
 //	go t.Run(ctx)
 //	if err := t.WaitReady(ctx); err != nil { ... }
@@ -61,6 +61,7 @@ type Table struct {
 	cfg    config
 	log    *zap.Logger
 	parser *jwt.Parser
+	issuer *issuerKeys // revocast's own keys, when no key function was given
 	epoch  time.Time // freshness times are durations since epoch, on the monotonic clock
 
 	users atomic.Pointer[userTable]
@@ -90,7 +91,9 @@ type confirm struct {
 }
 
 // New returns a table that reads revocations through nc. It does nothing on the network
-// until [Table.Run] is called. [WithKeyfunc] is required.
+// until [Table.Run] is called. Without [WithKeyfunc], tokens are verified with the public
+// keys that revocast publishes in the events.PublicKeysBucket KV bucket (EdDSA, chosen by
+// the "kid" header), and the table is ready only once it has read them.
 func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 	if nc == nil {
 		return nil, errors.New("client: nil NATS connection")
@@ -101,9 +104,6 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 			return nil, err
 		}
 	}
-	if cfg.keyfunc == nil {
-		return nil, errors.New("client: WithKeyfunc is required")
-	}
 	t := &Table{
 		nc:      nc,
 		cfg:     cfg,
@@ -112,6 +112,10 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 		epoch:   time.Now(),
 		readyCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+	}
+	if cfg.keyfunc == nil {
+		t.issuer = newIssuerKeys()
+		t.cfg.keyfunc = t.issuer.keyfunc
 	}
 	t.users.Store(newUserTable(0))
 	t.apps.Store(&appTable{})

@@ -46,6 +46,9 @@ func (t *Table) Run(ctx context.Context) error {
 	if t.cfg.maxLifetime > 0 {
 		wg.Go(func() { t.pruneLoop(ctx) })
 	}
+	if t.issuer != nil {
+		wg.Go(func() { t.followKeys(ctx, js) })
+	}
 	t.follow(ctx, js)
 	cancel()
 	wg.Wait()
@@ -196,6 +199,9 @@ func (t *Table) markFresh(sentAt int64) {
 		if sentAt <= cur || t.freshAt.CompareAndSwap(cur, sentAt) {
 			break
 		}
+	}
+	if t.issuer != nil && !t.issuer.loaded.Load() {
+		return // not ready before the keys to verify tokens with are known
 	}
 	if !t.ready.Load() {
 		t.readyOnce.Do(func() {

@@ -84,7 +84,8 @@ func WithLogger(log *zap.Logger) Option {
 
 // WithKeyfunc sets the function that returns the key a token is verified with: an HMAC
 // secret ([]byte), a public key (ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey) or a
-// [jwt.VerificationKeySet], e.g. from a JWKS. It is required: [New] fails without it.
+// [jwt.VerificationKeySet], e.g. from a JWKS. Without it, the table verifies tokens minted
+// by revocast with the keys revocast publishes (see [New]).
 func WithKeyfunc(f jwt.Keyfunc) Option {
 	return func(c *config) error {
 		if f == nil {

@@ -120,7 +120,6 @@ func TestConfigurableClaims(t *testing.T) {
 func TestOptionsRefuseBadValues(t *testing.T) {
 	kf := WithKeyfunc(func(*jwt.Token) (any, error) { return nil, nil })
 	tests := map[string][]Option{
-		"NoKeyfunc":          nil,
 		"AlgNone":            {kf, WithAlgorithms("none")},
 		"UnknownAlg":         {kf, WithAlgorithms("XX999")},
 		"ZeroStaleness":      {kf, WithMaxStaleness(0)},
