@@ -62,7 +62,7 @@ type Table struct {
 	log    *zap.Logger
 	parser *jwt.Parser
 	issuer *issuerKeys // revocast's own keys, when no key function was given
-	epoch  time.Time // freshness times are durations since epoch, on the monotonic clock
+	epoch  time.Time   // freshness times are durations since epoch, on the monotonic clock
 
 	users atomic.Pointer[userTable]
 	apps  atomic.Pointer[appTable]
