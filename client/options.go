@@ -29,7 +29,7 @@ const (
 	DefaultRealm = "revocast"
 )
 
-// DefaultAlgorithms are the signing algorithms accepted when [WithAlgorithms] is not given:
+// defaultAlgorithms are the signing algorithms accepted when [WithAlgorithms] is not given:
 // asymmetric only, so that a public key can never be used as an HMAC secret.
 var defaultAlgorithms = []string{"EdDSA", "ES256", "RS256"}
 
