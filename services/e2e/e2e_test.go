@@ -48,7 +48,7 @@ type process struct {
 	stderr bytes.Buffer
 }
 
-func (p *process) out() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stdout.String() }
+func (p *process) out() string  { p.mu.Lock(); defer p.mu.Unlock(); return p.stdout.String() }
 func (p *process) logs() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
 
 type lockedWriter struct {
@@ -56,7 +56,11 @@ type lockedWriter struct {
 	b  *bytes.Buffer
 }
 
-func (w lockedWriter) Write(b []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(b) }
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(b)
+}
 
 // start runs a binary with env until the test ends and returns it once its stdout matches
 // ready; the first submatch is returned too.
@@ -297,4 +301,3 @@ func kid(t *testing.T, token string) string {
 	_ = json.Unmarshal(b, &h)
 	return h.Kid
 }
-
