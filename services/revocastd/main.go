@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -212,12 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	table, err := client.New(nc, client.WithLogger(log.Named("table")),
-		client.WithKeyfunc(func(t *jwt.Token) (any, error) {
-			kid, _ := t.Header["kid"].(string)
-			return ring.PublicKey(context.Background(), kid)
-		}),
-		client.WithMaxTokenLifetime(cfg.refreshTTL))
+	table, err := client.New(nc, client.WithLogger(log.Named("table")), client.WithMaxTokenLifetime(cfg.refreshTTL))
 	if err != nil {
 		return err
 	}
