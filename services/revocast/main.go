@@ -327,11 +327,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		ev.Reason = g.reason
 		ev.Source.UserAgent = "revocast-cli"
-		ack, err := st.Publish(ctx, ev)
+		stored, err := st.Publish(ctx, ev)
 		if err != nil {
 			return fmt.Errorf("%w; nothing was revoked, retry", err)
 		}
-		fmt.Fprintf(stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), ack.Sequence, ev.NotBefore.Format(time.RFC3339Nano))
+		fmt.Fprintf(stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), stored.Seq, stored.Event.NotBefore.Format(time.RFC3339Nano))
 		return nil
 	}
 	return usagef("unknown command %q", cmd)

@@ -146,17 +146,18 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 		RequestID:  requestIDOf(c),
 		UserAgent:  clip(c.Request.UserAgent(), events.MaxSourceLen),
 	}
-	ack, err := s.store.Publish(ctx, ev)
+	stored, err := s.store.Publish(ctx, ev)
 	if err != nil {
 		return err
 	}
+	ev = stored.Event
 	s.metrics.revocations.WithLabelValues(string(ev.Type)).Inc()
 	s.log.Info("revocation stored",
 		zap.String("request_id", ev.Source.RequestID),
 		zap.String("type", string(ev.Type)),
 		zap.String("subject", ev.Subject()),
 		zap.String("event_id", ev.ID),
-		zap.Uint64("seq", ack.Sequence),
+		zap.Uint64("seq", stored.Seq),
 		zap.String("actor", ev.Actor),
 		zap.Time("not_before", ev.NotBefore),
 	)

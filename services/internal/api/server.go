@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -30,7 +29,7 @@ type Store interface {
 	AuthenticateApp(ctx context.Context, appID, presented string) (store.App, error)
 	AuthenticateKey(ctx context.Context, presented string) (store.APIKey, error)
 	AuthenticateAppCredential(ctx context.Context, appID, presented string) (store.App, error)
-	Publish(ctx context.Context, ev events.Event) (*jetstream.PubAck, error)
+	Publish(ctx context.Context, ev events.Event) (store.Stored, error)
 	Ping(ctx context.Context) error
 }
 

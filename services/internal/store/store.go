@@ -140,24 +140,67 @@ func notSetUp(name string, err error) error {
 }
 
 // Publish stores one event in the stream and returns only once JetStream acknowledged it.
+//
+// A subscriber bootstraps from the latest event of each subject, so watermarks must never
+// go down along a subject: if the subject's latest event has a later not_before (another
+// replica's clock runs ahead), ev takes that not_before. The write is conditional on the
+// subject's last sequence, so two replicas racing on one subject cannot interleave; the loser
+// reads again and retries.
+//
 // The event id is the Nats-Msg-Id, so when the same event is published again (a retry after
 // a lost ack) the stream keeps one copy. Transient "no responders" during a leader election
 // are retried within ctx.
-func (s *Store) Publish(ctx context.Context, ev events.Event) (*jetstream.PubAck, error) {
-	data, err := events.Encode(ev)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
+	if err := ev.Validate(); err != nil {
+		return Stored{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	ack, err := s.js.Publish(ctx, ev.Subject(), data,
-		jetstream.WithMsgID(ev.ID),
-		jetstream.WithExpectStream(events.StreamName),
-		jetstream.WithRetryAttempts(20),
-		jetstream.WithRetryWait(100*time.Millisecond),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, ev.Subject(), err)
+	subject := ev.Subject()
+	for attempt := 1; ; attempt++ {
+		var lastSeq uint64
+		last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return Stored{}, fmt.Errorf("%w: read last event of %s: %v", ErrUnavailable, subject, err)
+		default:
+			lastSeq = last.Sequence
+			if prev, err := events.Decode(last.Data); err == nil && prev.NotBefore.After(ev.NotBefore) {
+				ev.NotBefore = prev.NotBefore
+			}
+		}
+		data, err := events.Encode(ev)
+		if err != nil {
+			return Stored{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		ack, err := s.js.Publish(ctx, subject, data,
+			jetstream.WithMsgID(ev.ID),
+			jetstream.WithExpectStream(events.StreamName),
+			jetstream.WithExpectLastSequencePerSubject(lastSeq),
+			jetstream.WithRetryAttempts(20),
+			jetstream.WithRetryWait(100*time.Millisecond),
+		)
+		if err == nil {
+			return Stored{Event: ev, Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		}
+		if wrongLastSequence(err) && attempt < 50 && ctx.Err() == nil {
+			continue // another publisher got there first
+		}
+		return Stored{}, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
 	}
-	return ack, nil
+}
+
+// Stored is an event as the stream holds it: not_before may have been raised (see
+// [Store.Publish]).
+type Stored struct {
+	Event     events.Event
+	Seq       uint64
+	Duplicate bool // the event id was already stored; nothing new was written
+}
+
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Ping checks that the stream answers, for readiness probes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,20 +139,20 @@ func TestPublishIsDurableDedupedAndUndeletable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Publish again: %v", err)
 	}
-	if !ack2.Duplicate || ack2.Sequence != ack1.Sequence {
+	if !ack2.Duplicate || ack2.Seq != ack1.Seq {
 		t.Fatalf("retried publish stored twice: %+v then %+v", ack1, ack2)
 	}
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.DeleteMsg(ctx, ack1.Sequence); err == nil {
+	if err := stream.DeleteMsg(ctx, ack1.Seq); err == nil {
 		t.Fatal("DeleteMsg succeeded on the audit stream")
 	}
 	if err := stream.Purge(ctx); err == nil {
 		t.Fatal("Purge succeeded on the audit stream")
 	}
-	msg, err := stream.GetMsg(ctx, ack1.Sequence)
+	msg, err := stream.GetMsg(ctx, ack1.Seq)
 	if err != nil {
 		t.Fatalf("GetMsg: %v", err)
 	}
@@ -177,5 +178,71 @@ func TestOpenBeforeSetup(t *testing.T) {
 	defer cancel()
 	if _, err := store.Open(ctx, js); !errors.Is(err, store.ErrNotSetUp) {
 		t.Fatalf("Open before Setup = %v, want ErrNotSetUp", err)
+	}
+}
+
+// TestWatermarksNeverGoDownOnASubject: a new client reads only the latest event of each
+// subject, so a later event must never carry an earlier not_before than the one before it
+// (a replica with a slower clock, or a CLI on another machine).
+func TestWatermarksNeverGoDownOnASubject(t *testing.T) {
+	st, js := setup(t)
+	ctx := t.Context()
+	later := time.Now().Add(2 * time.Second)
+	first, _ := events.NewAppFlushed("shop", later, "rvcr_0123456789ab")
+	if _, err := st.Publish(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	slow, _ := events.NewAppFlushed("shop", later.Add(-time.Second), "rvcr_0123456789ab")
+	ack, err := st.Publish(ctx, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := js.Stream(ctx, events.StreamName)
+	m, err := stream.GetMsg(ctx, ack.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := events.Decode(m.Data)
+	if !got.NotBefore.Equal(first.NotBefore) || got.ID != slow.ID || !ack.Event.NotBefore.Equal(first.NotBefore) {
+		t.Fatalf("stored not_before %v, want it raised to the previous %v", got.NotBefore, first.NotBefore)
+	}
+
+	// Concurrent publishers on one subject (two replicas): the subject's watermarks still
+	// only go up.
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				ev, _ := events.NewUserReset(9, time.Now().Add(time.Duration(w*i%7)*time.Millisecond), "rvca_0123456789ab")
+				if _, err := st.Publish(ctx, ev); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"revocation.user.reset.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev time.Time
+	n := 0
+	for m := range batch.Messages() {
+		ev, _ := events.Decode(m.Data())
+		if ev.NotBefore.Before(prev) {
+			t.Fatalf("event %d on the subject has not_before %v < previous %v", n, ev.NotBefore, prev)
+		}
+		prev = ev.NotBefore
+		n++
+	}
+	if n != 100 {
+		t.Fatalf("read %d events, want 100", n)
 	}
 }
