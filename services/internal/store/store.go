@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -92,6 +93,7 @@ type Store struct {
 	apps   jetstream.KeyValue
 	keys   jetstream.KeyValue
 	now    func() time.Time
+	heads  heads
 }
 
 // Setup creates or updates the stream and the buckets, then opens the store. revocastd
@@ -155,18 +157,27 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 		return Stored{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	subject := ev.Subject()
+	// First try with what this process last stored on the subject (nothing, for a subject
+	// it has not written): the common case needs no read. A wrong guess is refused by the
+	// server, and then the subject's last event is read.
+	head, known := s.heads.get(subject)
 	for attempt := 1; ; attempt++ {
-		var lastSeq uint64
-		last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return Stored{}, fmt.Errorf("%w: read last event of %s: %v", ErrUnavailable, subject, err)
-		default:
-			lastSeq = last.Sequence
-			if prev, err := events.Decode(last.Data); err == nil && prev.NotBefore.After(ev.NotBefore) {
-				ev.NotBefore = prev.NotBefore
+		if !known {
+			last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				head = subjectHead{}
+			case err != nil:
+				return Stored{}, fmt.Errorf("%w: read last event of %s: %v", ErrUnavailable, subject, err)
+			default:
+				head = subjectHead{seq: last.Sequence}
+				if prev, err := events.Decode(last.Data); err == nil {
+					head.notBefore = prev.NotBefore
+				}
 			}
+		}
+		if head.notBefore.After(ev.NotBefore) {
+			ev.NotBefore = head.notBefore
 		}
 		data, err := events.Encode(ev)
 		if err != nil {
@@ -175,26 +186,53 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 		ack, err := s.js.Publish(ctx, subject, data,
 			jetstream.WithMsgID(ev.ID),
 			jetstream.WithExpectStream(events.StreamName),
-			jetstream.WithExpectLastSequencePerSubject(lastSeq),
+			jetstream.WithExpectLastSequencePerSubject(head.seq),
 			jetstream.WithRetryAttempts(20),
 			jetstream.WithRetryWait(100*time.Millisecond),
 		)
 		if err == nil {
+			s.heads.put(subject, subjectHead{seq: ack.Sequence, notBefore: ev.NotBefore})
 			return Stored{Event: ev, Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 		}
 		if wrongLastSequence(err) && attempt < 50 && ctx.Err() == nil {
-			continue // another publisher got there first
+			known = false // another publisher wrote the subject: read it
+			continue
 		}
 		return Stored{}, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
 	}
 }
 
-// Stored is an event as the stream holds it: not_before may have been raised (see
-// [Store.Publish]).
-type Stored struct {
-	Event     events.Event
-	Seq       uint64
-	Duplicate bool // the event id was already stored; nothing new was written
+// subjectHead is the last event this process stored on a subject.
+type subjectHead struct {
+	seq       uint64
+	notBefore time.Time
+}
+
+// heads remembers subjectHeads, up to a bound; past it, it forgets them all (a forgotten
+// subject costs one read on its next write, nothing more).
+type heads struct {
+	mu sync.Mutex
+	m  map[string]subjectHead
+}
+
+const maxHeads = 1 << 16
+
+func (h *heads) get(subject string) (subjectHead, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.m[subject]
+	return v, ok
+}
+
+func (h *heads) put(subject string, v subjectHead) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil || len(h.m) >= maxHeads {
+		h.m = make(map[string]subjectHead)
+	}
+	if old, ok := h.m[subject]; !ok || v.seq > old.seq {
+		h.m[subject] = v
+	}
 }
 
 func wrongLastSequence(err error) bool {
@@ -254,4 +292,12 @@ func listJSON[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// Stored is an event as the stream holds it: not_before may have been raised (see
+// [Store.Publish]).
+type Stored struct {
+	Event     events.Event
+	Seq       uint64
+	Duplicate bool // the event id was already stored; nothing new was written
 }

@@ -246,3 +246,31 @@ func TestWatermarksNeverGoDownOnASubject(t *testing.T) {
 		t.Fatalf("read %d events, want 100", n)
 	}
 }
+
+// TestTwoPublishersOnOneSubject: each store remembers what it wrote last; when another
+// replica wrote since, the conditional write fails, the store reads the subject again and
+// still never lowers its watermark.
+func TestTwoPublishersOnOneSubject(t *testing.T) {
+	st1, js := setup(t)
+	ctx := t.Context()
+	st2, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	publish := func(st *store.Store, nb time.Time) store.Stored {
+		t.Helper()
+		ev, _ := events.NewUserReset(5, nb, "rvca_0123456789ab")
+		s, err := st.Publish(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	publish(st1, base)                         // st1 remembers seq 1
+	publish(st2, base.Add(3*time.Second))      // st2 reads seq 1, writes seq 2
+	got := publish(st1, base.Add(time.Second)) // st1's guess (seq 1) is refused; it reads seq 2
+	if got.Seq != 3 || !got.Event.NotBefore.Equal(base.Add(3*time.Second)) {
+		t.Fatalf("third write = seq %d not_before %v, want seq 3 raised to %v", got.Seq, got.Event.NotBefore, base.Add(3*time.Second))
+	}
+}
