@@ -348,18 +348,25 @@ func TestHelmValues(t *testing.T) {
 // revocastdEnv returns the environment variables revocastd reads, from its source.
 func revocastdEnv(t *testing.T) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile("../services/revocastd/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, m := range regexp.MustCompile(`"((?:REVOCAST|NATS)_[A-Z_]+)"`).FindAllSubmatch(src, -1) {
-		names[string(m[1])] = true
-	}
+	names := envNames(t, "revocastd")
 	for _, want := range []string{"REVOCAST_HTTP_ADDR", "NATS_URL", "NATS_CREDS", "REVOCAST_REPLICAS"} {
 		if !names[want] {
 			t.Fatalf("revocastd no longer reads %s; update this test and the deployment files", want)
 		}
+	}
+	return names
+}
+
+// envNames lists the environment variables a program under services/ reads.
+func envNames(t *testing.T, program string) map[string]bool {
+	t.Helper()
+	src, err := os.ReadFile("../services/" + program + "/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`"((?:REVOCAST|RESOURCED|NATS)_[A-Z_]+)"`).FindAllSubmatch(src, -1) {
+		names[string(m[1])] = true
 	}
 	return names
 }
@@ -433,23 +440,22 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 		pkg := s.Build.Args["PACKAGE"]
-		if name != "resourced" {
-			// The sample resource server may not exist yet; it sits in a profile.
-			if _, err := os.Stat(filepath.Join("compose", s.Build.Context, pkg, "main.go")); err != nil {
-				t.Errorf("%s: PACKAGE %q: %v", name, pkg, err)
+		if _, err := os.Stat(filepath.Join("compose", s.Build.Context, pkg, "main.go")); err != nil {
+			t.Errorf("%s: PACKAGE %q: %v", name, pkg, err)
+		}
+		reads, addrVar := env, "REVOCAST_HTTP_ADDR"
+		if name == "resourced" {
+			reads, addrVar = envNames(t, "resourced"), "RESOURCED_HTTP_ADDR"
+		}
+		for k := range s.Environment {
+			if !reads[k] {
+				t.Errorf("%s: %s does not read %s", name, pkg, k)
 			}
-			for k := range s.Environment {
-				if !env[k] {
-					t.Errorf("%s: revocastd does not read %s", name, k)
-				}
-			}
-		} else if !slices.Contains(s.Profiles, "sample") || pkg != "./services/resourced" {
-			t.Errorf("resourced: profiles %v package %q", s.Profiles, pkg)
 		}
 		// The published port reaches the address the service listens on.
-		listen := port(t, s.Environment["REVOCAST_HTTP_ADDR"])
+		listen := port(t, s.Environment[addrVar])
 		if len(s.Ports) != 1 || !strings.HasSuffix(s.Ports[0], ":"+listen) {
-			t.Errorf("%s: ports %v do not reach REVOCAST_HTTP_ADDR port %s", name, s.Ports, listen)
+			t.Errorf("%s: ports %v do not reach %s port %s", name, s.Ports, addrVar, listen)
 		}
 		urls := strings.Split(s.Environment["NATS_URL"], ",")
 		user := "broadcaster"
