@@ -170,6 +170,8 @@ func (t *Table) handle(msg jetstream.Msg) {
 		t.log.Warn("revocation watermark too far in the future; refused",
 			zap.Uint64("seq", seq), zap.String("event_id", ev.ID), zap.String("subject", msg.Subject()),
 			zap.Time("not_before", ev.NotBefore), zap.Duration("clock_skew", t.cfg.clockSkew))
+	case t.cfg.onApply != nil:
+		t.cfg.onApply(ev, seq)
 	}
 	t.lastSeq.Store(seq)
 	if p := t.pending.Load(); p != nil && seq >= p.lastSeq {

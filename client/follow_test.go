@@ -280,3 +280,29 @@ func TestConsumerDeletedIsRecreated(t *testing.T) {
 	eventstest.Publish(t, f.js, mustUser(t, 2, nb))
 	waitWatermark(t, tab, "", 2, nb)
 }
+
+func TestOnApplyHook(t *testing.T) {
+	f := newFixture(t)
+	got := make(chan uint64, 10)
+	tab := f.readyTable(t, WithOnApply(func(ev events.Event, seq uint64) {
+		if ev.UserID == 77 {
+			got <- seq
+		}
+	}))
+	ack := eventstest.Publish(t, f.js, mustUser(t, 77, time.Now()))
+	eventstest.Publish(t, f.js, mustUser(t, 78, time.Now().Add(time.Hour))) // refused: not applied, no call
+	select {
+	case seq := <-got:
+		if seq != ack.Sequence {
+			t.Fatalf("hook seq = %d, want %d", seq, ack.Sequence)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hook not called within 10s")
+	}
+	if tab.NotBefore("", 77).IsZero() {
+		t.Fatal("hook ran before the watermark was applied")
+	}
+	if _, err := New(f.srv.Connect(), WithOnApply(nil)); err == nil {
+		t.Fatal("WithOnApply(nil) accepted")
+	}
+}

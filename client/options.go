@@ -7,6 +7,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/revocast/revocast/events"
 )
 
 // Defaults of the options.
@@ -54,6 +56,7 @@ type config struct {
 	realm         string
 	now           func() time.Time
 	pullBatchSize int
+	onApply       func(events.Event, uint64)
 }
 
 func defaultConfig() config {
@@ -233,6 +236,19 @@ func WithRealm(realm string) Option {
 			}
 		}
 		c.realm = realm
+		return nil
+	}
+}
+
+// WithOnApply calls f, on the follow goroutine, after each event is applied, with the event
+// and its stream sequence: for metrics, audit hooks and measuring propagation. f must be
+// quick; the table applies nothing else while it runs.
+func WithOnApply(f func(ev events.Event, seq uint64)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("client: WithOnApply: nil function")
+		}
+		c.onApply = f
 		return nil
 	}
 }

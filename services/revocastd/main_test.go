@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/services/internal/store"
 )
@@ -459,4 +460,76 @@ func BenchmarkAdminCalls(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 	b.ReportMetric(p(0.50), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
+}
+
+// BenchmarkPropagation measures the time from the API's 200 to the moment each of 10
+// resource-server tables (own connection each, as separate servers would have) has applied
+// the revocation, on loopback with the durable embedded default. Calls are sequential, so
+// each sample is one revocation's latency, not queueing.
+func BenchmarkPropagation(b *testing.B) {
+	srv := start(b, map[string]string{"REVOCAST_LOG_LEVEL": "warn"})
+	st, _ := openStore(b, srv.nats)
+	_, key, err := st.CreateKey(context.Background(), "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const subscribers = 10
+	type applied struct {
+		sub  int
+		user int64
+		at   time.Time
+	}
+	seen := make(chan applied, subscribers*1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < subscribers; i++ {
+		nc, err := nats.Connect(srv.nats)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		tab, err := client.New(nc, client.WithOnApply(func(ev events.Event, _ uint64) {
+			seen <- applied{sub: i, user: ev.UserID, at: time.Now()}
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { _ = tab.Run(ctx) }()
+		if err := tab.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	httpc := &http.Client{}
+	var samples []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		user := int64(i + 1)
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/v2/users/reset/%d", srv.api, user), nil)
+		req.Header.Set("X-API-Key", key.Reveal())
+		res, err := httpc.Do(req)
+		if err != nil || res.StatusCode != 200 {
+			b.Fatalf("reset: %v %v", res, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		ok := time.Now()
+		for got := 0; got < subscribers; {
+			select {
+			case a := <-seen:
+				if a.user != user {
+					continue
+				}
+				got++
+				samples = append(samples, max(a.at.Sub(ok), 0))
+			case <-time.After(10 * time.Second):
+				b.Fatalf("user %d: %d of %d subscribers applied it within 10s", user, got, subscribers)
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(samples)
+	q := func(p float64) float64 { return float64(samples[int(p*float64(len(samples)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(1), "max-ms")
 }
