@@ -59,15 +59,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer func() { _ = log.Sync() }()
 
-	opts := []nats.Option{nats.Name("resourced"), nats.MaxReconnects(-1)}
+	// Keep trying when NATS is not up yet: resource servers and revocast may start in any
+	// order. Until the table has caught up, /readyz says 503 and the middleware 503 too.
+	opts := []nats.Option{nats.Name("resourced"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) })}
 	if *creds != "" {
 		opts = append(opts, nats.UserCredentials(*creds))
 	}
 	nc, err := nats.Connect(*natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w (is revocastd running?)", *natsURL, err)
+		return fmt.Errorf("NATS at %s: %w", *natsURL, err)
 	}
 	defer nc.Close()
+	if !nc.IsConnected() {
+		log.Warn("NATS not reachable yet; retrying (is revocastd running?)", zap.String("url", *natsURL))
+	}
 
 	// The revocast part: a table that follows the revocations, and its middleware.
 	copts := []client.Option{client.WithLogger(log), client.WithIssuer(*issuer), client.WithMaxStaleness(*maxStale)}
