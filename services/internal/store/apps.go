@@ -48,47 +48,43 @@ func (s *Store) CreateApp(ctx context.Context, id string) (App, Secret, error) {
 
 // RotateApp replaces an app's root key: the old key stops working at once.
 func (s *Store) RotateApp(ctx context.Context, id string) (App, Secret, error) {
-	if err := events.ValidateAppID(id); err != nil {
-		return App{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	var app App
-	rev, err := getJSON(ctx, s.apps, id, &app)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return App{}, "", fmt.Errorf("%w: app %q", ErrNotFound, id)
-		}
-		return App{}, "", err
-	}
-	keyID := newPublicID(RootKeyPrefix)
-	key, hash := newKey(keyID)
-	app.KeyID, app.KeyHash, app.RotatedAt = keyID, hash, s.now().UTC()
-	data, _ := json.Marshal(app)
-	if _, err := s.apps.Update(ctx, id, data, rev); err != nil {
-		return App{}, "", kvErr("rotate app", err)
-	}
-	return app, key, nil
+	return s.updateApp(ctx, id, "rotate app", func(app *App) Secret {
+		id := newPublicID(RootKeyPrefix)
+		key, hash := newKey(id)
+		app.KeyID, app.KeyHash, app.RotatedAt = id, hash, s.now().UTC()
+		return key
+	})
 }
 
 // SetAppCredential creates the app's token credential, or replaces it (the old one stops
 // working at once), and returns it, shown once.
 func (s *Store) SetAppCredential(ctx context.Context, id string) (App, Secret, error) {
+	return s.updateApp(ctx, id, "set app credential", func(app *App) Secret {
+		id := newPublicID(CredentialPrefix)
+		key, hash := newKey(id)
+		app.CredID, app.CredHash, app.CredSetAt = id, hash, s.now().UTC()
+		return key
+	})
+}
+
+// updateApp gives an existing app a new secret through change, with a compare-and-set on
+// the revision it read, and returns the secret.
+func (s *Store) updateApp(ctx context.Context, id, op string, change func(*App) Secret) (App, Secret, error) {
 	if err := events.ValidateAppID(id); err != nil {
 		return App{}, "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	var app App
 	rev, err := getJSON(ctx, s.apps, id, &app)
+	if errors.Is(err, ErrNotFound) {
+		return App{}, "", fmt.Errorf("%w: app %q (create it with 'revocast apps create %s')", ErrNotFound, id, id)
+	}
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return App{}, "", fmt.Errorf("%w: app %q (create it with 'revocast apps create %s')", ErrNotFound, id, id)
-		}
 		return App{}, "", err
 	}
-	credID := newPublicID(CredentialPrefix)
-	key, hash := newKey(credID)
-	app.CredID, app.CredHash, app.CredSetAt = credID, hash, s.now().UTC()
+	key := change(&app)
 	data, _ := json.Marshal(app)
 	if _, err := s.apps.Update(ctx, id, data, rev); err != nil {
-		return App{}, "", kvErr("set app credential", err)
+		return App{}, "", kvErr(op, err)
 	}
 	return app, key, nil
 }
@@ -97,16 +93,10 @@ func (s *Store) SetAppCredential(ctx context.Context, id string) (App, Secret, e
 // for an unknown app, an app without a credential and a wrong credential.
 func (s *Store) AuthenticateAppCredential(ctx context.Context, appID, presented string) (App, error) {
 	var app App
-	_, err := getJSON(ctx, s.apps, appID, &app)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if _, err := getJSON(ctx, s.apps, appID, &app); err != nil && !errors.Is(err, ErrNotFound) {
 		return App{}, err
 	}
-	stored := app.CredHash
-	if stored == "" {
-		stored = unknownHash
-	}
-	match := hashMatches(presented, stored)
-	if err != nil || !match || app.CredHash == "" {
+	if !verify(presented, app.CredHash) {
 		return App{}, ErrUnauthorized
 	}
 	return app, nil
@@ -121,21 +111,11 @@ func (s *Store) ListApps(ctx context.Context) ([]App, error) {
 // error after the same work, so the answer does not tell which apps exist.
 func (s *Store) AuthenticateApp(ctx context.Context, appID, presented string) (App, error) {
 	var app App
-	_, err := getJSON(ctx, s.apps, appID, &app)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if _, err := getJSON(ctx, s.apps, appID, &app); err != nil && !errors.Is(err, ErrNotFound) {
 		return App{}, err
 	}
-	stored := app.KeyHash
-	if stored == "" {
-		stored = unknownHash
-	}
-	// Always hash and compare, then decide: no early return on an unknown app.
-	match := hashMatches(presented, stored)
-	if err != nil || !match || app.KeyHash == "" {
+	if !verify(presented, app.KeyHash) {
 		return App{}, ErrUnauthorized
 	}
 	return app, nil
 }
-
-// unknownHash is compared against when there is no stored hash, to keep the timing equal.
-var unknownHash = hashKey("revocast: no such key")

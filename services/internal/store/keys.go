@@ -122,20 +122,12 @@ func (s *Store) findKey(ctx context.Context, nameOrID string) (string, error) {
 // the same error after the same work.
 func (s *Store) AuthenticateKey(ctx context.Context, presented string) (APIKey, error) {
 	var k APIKey
-	id := splitKey(APIKeyPrefix, presented)
-	var err error = ErrNotFound
-	if id != "" {
-		_, err = getJSON(ctx, s.keys, id, &k)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+	if id := splitKey(APIKeyPrefix, presented); id != "" {
+		if _, err := getJSON(ctx, s.keys, id, &k); err != nil && !errors.Is(err, ErrNotFound) {
 			return APIKey{}, err
 		}
 	}
-	stored := k.KeyHash
-	if stored == "" {
-		stored = unknownHash
-	}
-	match := hashMatches(presented, stored)
-	if err != nil || !match || k.KeyHash == "" {
+	if !verify(presented, k.KeyHash) {
 		return APIKey{}, ErrUnauthorized
 	}
 	return k, nil

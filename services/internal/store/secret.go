@@ -70,8 +70,18 @@ func splitKey(prefix, presented string) string {
 	return prefix + "_" + rest[:12]
 }
 
-// hashMatches compares a presented key with a stored hash in constant time.
-func hashMatches(presented, storedHash string) bool {
-	got := hashKey(presented)
-	return subtle.ConstantTimeCompare([]byte(got), []byte(storedHash)) == 1
+// verify compares a presented key with a stored hash in constant time. With nothing stored
+// (unknown app or key) it does the same work against a placeholder and says no, so the
+// answer and its timing do not tell which apps and keys exist.
+func verify(presented, storedHash string) bool {
+	target := storedHash
+	if target == "" {
+		target = unknownHash
+	}
+	match := subtle.ConstantTimeCompare([]byte(hashKey(presented)), []byte(target)) == 1
+	return match && storedHash != ""
 }
+
+// unknownHash stands in for a missing hash; no key hashes to it.
+var unknownHash = hashKey("revocast: no such key")
+
