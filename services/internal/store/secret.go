@@ -84,4 +84,3 @@ func verify(presented, storedHash string) bool {
 
 // unknownHash stands in for a missing hash; no key hashes to it.
 var unknownHash = hashKey("revocast: no such key")
-
