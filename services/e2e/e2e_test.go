@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/revocast/revocast/client"
 )
 
 // bin holds the built binaries.
@@ -286,6 +291,29 @@ func TestKeyRotation(t *testing.T) {
 	code, _, body := call(t, "GET", s.api+"/.well-known/jwks.json", nil, "")
 	if code != 200 || strings.Count(body, `"kid"`) != 2 {
 		t.Fatalf("JWKS after rotation = %d %s, want both keys", code, body)
+	}
+
+	// A resource server that takes its keys from the JWKS URL instead of NATS verifies both.
+	nc, err := nats.Connect(s.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	jwks := client.NewJWKS(s.api+"/.well-known/jwks.json", nil)
+	table, err := client.New(nc, client.WithKeyfunc(jwks.Keyfunc), client.WithIssuer("revocast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = table.Run(ctx) }()
+	if err := table.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"old key": before.Data.AccessToken, "new key": after.Data.AccessToken} {
+		if c, err := table.Verify(ctx, tok); err != nil || c.UserID != 1 {
+			t.Fatalf("%s through the JWKS URL: %v", name, err)
+		}
 	}
 }
 

@@ -1,0 +1,117 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revocast/revocast/events"
+)
+
+// jwksServer serves a key set that the test can change, and counts the fetches.
+type jwksServer struct {
+	mu      sync.Mutex
+	keys    []events.JWK
+	fetches atomic.Int32
+	srv     *httptest.Server
+}
+
+func newJWKSServer(t *testing.T) *jwksServer {
+	s := &jwksServer{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": s.keys})
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *jwksServer) add(kid string, pub ed25519.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, events.JWK{Kty: "OKP", Crv: "Ed25519", Kid: kid, Alg: "EdDSA", Use: "sig",
+		X: base64.RawURLEncoding.EncodeToString(pub)})
+}
+
+func signed(t *testing.T, kid string, priv ed25519.PrivateKey) *jwt.Token {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "1"})
+	tok.Header["kid"] = kid
+	raw, err := tok.SignedString(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, _, err := jwt.NewParser().ParseUnverified(raw, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed
+}
+
+func TestJWKSRotationAndRateLimit(t *testing.T) {
+	s := newJWKSServer(t)
+	pub1, priv1, _ := ed25519.GenerateKey(rand.Reader)
+	s.add("k1", pub1)
+	j := NewJWKS(s.srv.URL, nil)
+	j.minRefresh = 200 * time.Millisecond
+
+	key, err := j.Keyfunc(signed(t, "k1", priv1))
+	if err != nil || !pub1.Equal(key) {
+		t.Fatalf("k1 = %v, %v", key, err)
+	}
+	// Made-up key ids do not each cost a fetch.
+	for i := 0; i < 50; i++ {
+		if _, err := j.Keyfunc(signed(t, "bogus", priv1)); err == nil {
+			t.Fatal("unknown kid accepted")
+		}
+	}
+	if n := s.fetches.Load(); n > 2 {
+		t.Fatalf("%d fetches for 51 lookups within the refresh interval, want at most 2", n)
+	}
+	// A rotation: the new kid is found once the interval has passed.
+	pub2, priv2, _ := ed25519.GenerateKey(rand.Reader)
+	s.add("k2", pub2)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		key, err := j.Keyfunc(signed(t, "k2", priv2))
+		if err == nil && pub2.Equal(key) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new key not picked up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := j.Keyfunc(signed(t, "k1", priv1)); err != nil {
+		t.Fatalf("old key after rotation: %v", err)
+	}
+}
+
+func TestJWKSDownKeepsKnownKeys(t *testing.T) {
+	s := newJWKSServer(t)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s.add("k1", pub)
+	j := NewJWKS(s.srv.URL, nil)
+	j.minRefresh = 0
+	if _, err := j.Keyfunc(signed(t, "k1", priv)); err != nil {
+		t.Fatal(err)
+	}
+	s.srv.Close()
+	if _, err := j.Keyfunc(signed(t, "other", priv)); err == nil {
+		t.Fatal("unknown kid accepted with the JWKS down")
+	}
+	if _, err := j.Keyfunc(signed(t, "k1", priv)); err != nil {
+		t.Fatalf("known key forgotten when the JWKS is down: %v", err)
+	}
+}
