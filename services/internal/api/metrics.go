@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "revocast_revocations_stored_total", Help: "Revocation events stored in JetStream, by type.",
 		}, []string{"type"}),
 		authFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "revocast_auth_failures_total", Help: "Refused credentials, by kind (root_key, api_key, app_credential, rate_limited).",
+			Name: "revocast_auth_failures_total", Help: "Refused credentials, by kind (root_key, api_key, app_credential, refresh_reused, rate_limited).",
 		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.revocations, m.authFailed)

@@ -122,6 +122,7 @@ func (s *server) handleRefresh() gin.HandlerFunc {
 		case err == nil:
 			c.JSON(http.StatusOK, s.pairResponse(pair))
 		case errors.Is(err, tokens.ErrReused):
+			s.metrics.authFailed.WithLabelValues("refresh_reused").Inc()
 			s.log.Warn("refresh token reused: it may have been stolen",
 				zap.String("request_id", requestIDOf(c)), zap.String("app_id", claims.App),
 				zap.Int64("user_id", claims.User), zap.String("jti", claims.ID), zap.String("remote", c.ClientIP()))

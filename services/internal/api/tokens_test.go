@@ -57,6 +57,9 @@ func TestMintAndRefresh(t *testing.T) {
 	if status, body := f.refresh(t, p.Data.RefreshToken); status != 401 || !strings.Contains(body.Message, "already used") {
 		t.Fatalf("reuse = %d %q, want 401 already used", status, body.Message)
 	}
+	if m := f.do(t, "GET", "/metrics", nil, ""); !strings.Contains(m.raw, `revocast_auth_failures_total{kind="refresh_reused"} 1`) {
+		t.Fatal("a reused refresh token is not counted in /metrics")
+	}
 	if status, body := f.refresh(t, next.Data.AccessToken); status != 401 || !strings.Contains(body.Message, "not a refresh token") {
 		t.Fatalf("access token as refresh = %d %q", status, body.Message)
 	}
