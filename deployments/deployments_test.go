@@ -157,7 +157,8 @@ func TestNATSConfigsBoot(t *testing.T) {
 
 	// The broadcaster creates a replicated stream; the resource user can read it but not
 	// publish to it. (services/revocastd tests every role against revocastd's own setup.)
-	bc, err := nats.Connect(c.UserURLs("broadcaster", pw["broadcaster"]))
+	// The broadcaster receives replies on its own inbox prefix, as revocastd does.
+	bc, err := nats.Connect(c.UserURLs("broadcaster", pw["broadcaster"]), nats.CustomInboxPrefix("_INBOX_revocast"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revocast/revocast/events"
@@ -223,7 +224,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ctx, cancel = context.WithTimeout(ctx, g.timeout)
 		defer cancel()
 	}
-	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds)
+	// Admin commands read secrets (hashes, signing keys) and get their replies on the
+	// broadcaster's private inbox; audit runs as an auditor, on the shared one.
+	var inbox []nats.Option
+	if cmd != "audit" {
+		inbox = append(inbox, natsutil.PrivateInbox())
+	}
+	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds, inbox...)
 	if err != nil {
 		return fmt.Errorf("%w (is revocastd running? set NATS_URL or --nats-url)", err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/events/eventstest"
 	"github.com/revocast/revocast/services/internal/audit"
+	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
 )
 
@@ -56,6 +58,9 @@ func roleConn(t *testing.T, c *eventstest.Cluster, first int, user, password str
 	}
 	opts := []nats.Option{nats.UserInfo(user, password), nats.DontRandomize(),
 		nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond), nats.Name(user)}
+	if user == "broadcaster" {
+		opts = append(opts, natsutil.PrivateInbox()) // as revocastd and the admin CLI do
+	}
 	if errs != nil {
 		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
@@ -437,6 +442,41 @@ func TestCluster(t *testing.T) {
 		// A denied request gets no answer: each waits a second and must fail.
 		short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Second) }
 
+		// The broadcaster's replies (the app records with their key hashes, the signing keys)
+		// must not reach a resource user: it may subscribe to the shared inbox, but
+		// revocastd's replies go to its own prefix, which the resource user may not read.
+		sniff, err := rc.SubscribeSync("_INBOX.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := call(t, "DELETE", replicas[0].api+"/root/shop/flush", map[string]string{"Authorization": rootKey.Reveal()}); code != 200 {
+			t.Fatalf("flush = %d %s", code, body)
+		}
+		// Other resource servers' deliveries (the stream itself) are fine to see; KV replies
+		// with key hashes or signing seeds are not.
+		for {
+			m, err := sniff.NextMsg(500 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if bytes.Contains(m.Data, []byte(`"key_hash"`)) || bytes.Contains(m.Data, []byte(`"seed"`)) {
+				t.Errorf("a resource user received a reply meant for revocastd on %s: %.80q", m.Subject, m.Data)
+			}
+		}
+		_ = sniff.Unsubscribe()
+		before = streamState(t, bjs) // the flush above is the last legitimate change
+		if _, err := rc.SubscribeSync(natsutil.InboxPrefix + ".>"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("subscribe to the broadcaster's inbox: %v, want a permissions violation", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("a resource user subscribed to the broadcaster's inbox without a permissions violation")
+		}
+
 		ev, _ := events.NewUserReset(777, time.Now(), "intruder")
 		data, _ := events.Encode(ev)
 		if err := rc.Publish(ev.Subject(), data); err != nil {
@@ -451,7 +491,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("publishing a revocation raised no permissions violation")
 		}
 		pctx, cancel := short()
-		_, err := rjs.Publish(pctx, ev.Subject(), data)
+		_, err = rjs.Publish(pctx, ev.Subject(), data)
 		cancel()
 		denied("publish a revocation through JetStream", err)
 

@@ -171,7 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// natsClosed is closed by the last callback nats.go runs for the connection: run waits
 	// for it, so no callback logs after run has returned.
 	natsClosed := make(chan struct{})
-	nc, err := natsutil.Connect(natsURL, "revocastd", cfg.natsCreds,
+	nc, err := natsutil.Connect(natsURL, "revocastd", cfg.natsCreds, natsutil.PrivateInbox(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted())) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(natsClosed) }),

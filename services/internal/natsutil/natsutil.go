@@ -20,6 +20,15 @@ const DefaultListen = "127.0.0.1:4222"
 // DefaultURL is the client URL of the embedded server at [DefaultListen].
 const DefaultURL = "nats://" + DefaultListen
 
+// InboxPrefix is where revocastd and the admin CLI receive replies, instead of the shared
+// "_INBOX". Replies carry secrets (the signing keys read from KV among them), and the
+// cluster configuration lets only the broadcaster user subscribe here, so a resource server
+// or an auditor in the same account cannot read them.
+const InboxPrefix = "_INBOX_revocast"
+
+// PrivateInbox is the option that makes a connection use [InboxPrefix].
+func PrivateInbox() nats.Option { return nats.CustomInboxPrefix(InboxPrefix) }
+
 // EmbeddedConfig configures the embedded JetStream server.
 type EmbeddedConfig struct {
 	// Listen is host:port for client connections; port 0 picks a free one.
