@@ -60,6 +60,11 @@ const (
 	maxUserIDDigits = 19
 )
 
+var (
+	minNotBefore = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxNotBefore = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // Errors returned by validation and decoding; wrapped with detail, test with errors.Is.
 var (
 	ErrInvalidAppID  = errors.New("events: invalid app id")
@@ -163,6 +168,11 @@ func (e Event) Validate() error {
 	}
 	if e.NotBefore.IsZero() {
 		return fmt.Errorf("%w: not_before is missing", ErrInvalidEvent)
+	}
+	// Outside these years a nanosecond Unix time overflows, and a watermark far off either
+	// way can only be a broken clock.
+	if e.NotBefore.Before(minNotBefore) || !e.NotBefore.Before(maxNotBefore) {
+		return fmt.Errorf("%w: not_before %s is not between 2000 and 2200", ErrInvalidEvent, e.NotBefore.Format(time.RFC3339))
 	}
 	if len(e.Actor) == 0 || len(e.Actor) > MaxActorLen {
 		return fmt.Errorf("%w: actor must be 1 to %d bytes", ErrInvalidEvent, MaxActorLen)

@@ -165,3 +165,12 @@ func TestNewEvents(t *testing.T) {
 		t.Fatalf("NewUserReset(0) = %v, want ErrInvalidUserID", err)
 	}
 }
+
+func TestNotBeforeOutOfRange(t *testing.T) {
+	for _, nb := range []string{"1600-01-01T00:00:00Z", "1999-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "9999-01-01T00:00:00Z"} {
+		js := `{"v":1,"id":"0123456789abcdef0123456789abcdef","type":"user.reset","user_id":"4","not_before":"` + nb + `","actor":"x"}`
+		if _, err := events.Decode([]byte(js)); !errors.Is(err, events.ErrInvalidEvent) {
+			t.Errorf("not_before %s: Decode = %v, want ErrInvalidEvent", nb, err)
+		}
+	}
+}

@@ -323,6 +323,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return tw.Flush()
 	case "flush", "reset":
+		// The watermark comes from this machine's clock: refuse to publish with a clock that
+		// disagrees with the NATS server's, rather than revoke too little or lock users out.
+		off, err := st.ClockOffset(ctx)
+		if err != nil {
+			return err
+		}
+		if err := checkClock(off); err != nil {
+			return err
+		}
 		var ev events.Event
 		if cmd == "flush" {
 			ev, err = events.NewAppFlushed(pos[1], time.Now(), cliActor())
@@ -342,6 +351,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	return usagef("unknown command %q", cmd)
+}
+
+// maxCLIClockOffset is how far this machine's clock may be from the NATS server's for the
+// CLI to publish a revocation.
+const maxCLIClockOffset = time.Second
+
+func checkClock(serverAhead time.Duration) error {
+	if serverAhead > maxCLIClockOffset || serverAhead < -maxCLIClockOffset {
+		return fmt.Errorf("this machine's clock is %s off the NATS server's (limit %s): fix the clock (NTP), or revoke through the API; nothing was revoked",
+			serverAhead.Round(time.Millisecond), maxCLIClockOffset)
+	}
+	return nil
 }
 
 // printSecret prints a note and then the key alone on the last line, so scripts can take it

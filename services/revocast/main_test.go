@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -185,5 +186,14 @@ func TestNotSetUp(t *testing.T) {
 		func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
 	if !errors.Is(err, store.ErrNotSetUp) {
 		t.Fatalf("err = %v, want ErrNotSetUp", err)
+	}
+}
+
+func TestCheckClock(t *testing.T) {
+	for off, ok := range map[time.Duration]bool{0: true, 900 * time.Millisecond: true, -900 * time.Millisecond: true,
+		2 * time.Second: false, -10 * time.Second: false} {
+		if err := checkClock(off); (err == nil) != ok {
+			t.Errorf("checkClock(%s) = %v, want ok=%v", off, err, ok)
+		}
 	}
 }

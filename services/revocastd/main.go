@@ -205,6 +205,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	if off, err := st.ClockOffset(ctx); err == nil && (off > time.Second || off < -time.Second) {
+		log.Warn("this machine's clock differs from the NATS server's; watermarks come from this clock, and clients refuse those more than 5s ahead of theirs: fix the clock (NTP)",
+			zap.Duration("nats_server_ahead_by", off))
+	}
+
 	// Tokens: the signing keys, and the same revocation table resource servers run, which
 	// the refresh call checks and the mint call reads the watermarks from.
 	ring, err := tokens.OpenKeyRing(ctx, js, replicas)

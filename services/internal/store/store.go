@@ -156,6 +156,11 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 	if err := ev.Validate(); err != nil {
 		return Stored{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	// A watermark beyond the clients' clock-skew margin would be refused by every client.
+	if limit := s.now().Add(MaxClockSkew); ev.NotBefore.After(limit) {
+		return Stored{}, fmt.Errorf("%w: not_before %s is %s ahead of this machine's clock (limit %s); check the clock of whoever set it",
+			ErrInvalid, ev.NotBefore.Format(time.RFC3339Nano), ev.NotBefore.Sub(s.now()).Round(time.Millisecond), MaxClockSkew)
+	}
 	subject := ev.Subject()
 	// First try with what this process last stored on the subject (nothing, for a subject
 	// it has not written): the common case needs no read. A wrong guess is refused by the
@@ -176,7 +181,9 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 				}
 			}
 		}
-		if head.notBefore.After(ev.NotBefore) {
+		// Raise to the subject's latest watermark, unless that one lies beyond the skew
+		// margin: clients refused it, and following it would get this event refused too.
+		if head.notBefore.After(ev.NotBefore) && !head.notBefore.After(s.now().Add(MaxClockSkew)) {
 			ev.NotBefore = head.notBefore
 		}
 		data, err := events.Encode(ev)
@@ -249,6 +256,24 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// ClockOffset estimates how far the NATS server's clock is ahead of this machine's (negative:
+// behind), from the time stamp of a stream info answer. Watermarks are set from the
+// publisher's clock and checked against each client's; an offset of more than a second
+// means a clock needs fixing.
+func (s *Store) ClockOffset(ctx context.Context) (time.Duration, error) {
+	sent := s.now()
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: stream info: %v", ErrUnavailable, err)
+	}
+	received := s.now()
+	if info.TimeStamp.IsZero() {
+		return 0, nil // an older server does not say
+	}
+	mid := sent.Add(received.Sub(sent) / 2)
+	return info.TimeStamp.Sub(mid), nil
+}
+
 // Stream returns the revocation stream handle.
 func (s *Store) Stream() jetstream.Stream { return s.stream }
 
@@ -293,6 +318,10 @@ func listJSON[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
 	}
 	return out, nil
 }
+
+// MaxClockSkew is how far ahead of the publisher's clock a not_before may lie. It equals
+// the clients' default margin (client.DefaultClockSkew), past which they refuse an event.
+const MaxClockSkew = 5 * time.Second
 
 // Stored is an event as the stream holds it: not_before may have been raised (see
 // [Store.Publish]).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/events/eventstest"
 	"github.com/revocast/revocast/services/internal/store"
@@ -272,5 +273,36 @@ func TestTwoPublishersOnOneSubject(t *testing.T) {
 	got := publish(st1, base.Add(time.Second)) // st1's guess (seq 1) is refused; it reads seq 2
 	if got.Seq != 3 || !got.Event.NotBefore.Equal(base.Add(3*time.Second)) {
 		t.Fatalf("third write = seq %d not_before %v, want seq 3 raised to %v", got.Seq, got.Event.NotBefore, base.Add(3*time.Second))
+	}
+}
+
+// TestFutureWatermarksAreRefused: a watermark beyond the clock-skew margin would be refused
+// by every client, and raising later events to it would make them refused too.
+func TestFutureWatermarksAreRefused(t *testing.T) {
+	st, js := setup(t)
+	ctx := t.Context()
+	future, _ := events.NewUserReset(8, time.Now().Add(time.Hour), "rvca_0123456789ab")
+	if _, err := st.Publish(ctx, future); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("Publish(1h ahead) = %v, want ErrInvalid", err)
+	}
+	// A bogus future event already in the stream (an old writer with a fast clock) does
+	// not drag later events into the future.
+	bogus, _ := events.NewUserReset(8, time.Now().Add(time.Hour), "rvca_0123456789ab")
+	eventstest.Publish(t, js, bogus)
+	now := time.Now()
+	ev, _ := events.NewUserReset(8, now, "rvca_0123456789ab")
+	stored, err := st.Publish(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored.Event.NotBefore.Equal(ev.NotBefore) {
+		t.Fatalf("not_before = %v, want %v (not the bogus future one)", stored.Event.NotBefore, ev.NotBefore)
+	}
+	if store.MaxClockSkew != client.DefaultClockSkew {
+		t.Fatalf("publisher margin %s differs from the clients' %s", store.MaxClockSkew, client.DefaultClockSkew)
+	}
+	off, err := st.ClockOffset(ctx)
+	if err != nil || off > time.Second || off < -time.Second {
+		t.Fatalf("ClockOffset against an in-process server = %v, %v", off, err)
 	}
 }
