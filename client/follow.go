@@ -265,6 +265,13 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 	}
 }
 
+// pruneCutoff is the oldest watermark that can still revoke a token this table would
+// accept: one issued at most maxLifetime before it expires, accepted until exp + leeway, with
+// one more second for whole-second iat (a token in the watermark's second counts as revoked).
+func (t *Table) pruneCutoff() time.Time {
+	return t.cfg.now().Add(-(t.cfg.maxLifetime + t.cfg.leeway + time.Second))
+}
+
 // pruneLoop drops watermarks older than the maximum token lifetime, every tenth of it (at
 // most every minute).
 func (t *Table) pruneLoop(ctx context.Context) {
@@ -275,7 +282,7 @@ func (t *Table) pruneLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if n := t.prune(t.cfg.now().Add(-t.cfg.maxLifetime)); n > 0 {
+			if n := t.prune(t.pruneCutoff()); n > 0 {
 				t.log.Debug("pruned old watermarks", zap.Int("dropped", n))
 			}
 		}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/events/eventstest"
 )
 
 // newTestTable returns a table that is never run; tests drive apply directly. A nats.Conn
@@ -310,4 +312,22 @@ func BenchmarkTableMemory(b *testing.B) {
 		runtime.KeepAlive(tab)
 	}
 	b.ReportMetric(perEntry, "B/entry")
+}
+
+// TestPruneKeepsWhatLeewayStillAccepts: a token may be accepted until exp + leeway, so a
+// watermark must outlive the longest token lifetime by the leeway (and by the second that
+// whole-second iat rounds off), or a revoked token comes back.
+func TestPruneKeepsWhatLeewayStillAccepts(t *testing.T) {
+	f := newFixture(t)
+	tab := f.readyTable(t, WithMaxTokenLifetime(time.Hour), WithLeeway(time.Minute))
+	now := time.Now()
+	wm := now.Add(-time.Hour - 30*time.Second)
+	eventstest.Publish(t, f.js, mustUser(t, 9, wm))
+	waitWatermark(t, tab, "", 9, wm)
+	iat := wm.Add(-time.Second)
+	token := f.token(t, "shop", 9, millis(iat), jwt.MapClaims{"exp": iat.Add(time.Hour).Unix()}) // expired 31s ago, within the leeway
+	tab.prune(tab.pruneCutoff())
+	if _, err := tab.Verify(context.Background(), token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked token after pruning: err = %v, want ErrRevoked", err)
+	}
 }
