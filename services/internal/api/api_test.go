@@ -280,7 +280,13 @@ func TestFlush(t *testing.T) {
 	}
 
 	t.Run("Metrics", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			f.do(t, "MADEUP"+strconv.Itoa(i), "/root/shop/flush", nil, "")
+		}
 		r := f.do(t, "GET", "/metrics", nil, "")
+		if strings.Contains(r.raw, "MADEUP") || !strings.Contains(r.raw, `method="OTHER"`) {
+			t.Error("made-up methods become metric labels")
+		}
 		for _, want := range []string{
 			`revocast_revocations_stored_total{type="app.flushed"} 2`,
 			`revocast_auth_failures_total{kind="root_key"}`,
@@ -378,7 +384,16 @@ func TestFailedKeysAreRateLimitedPerClient(t *testing.T) {
 	if r := f.do(t, "DELETE", "/root/shop/flush", rootAttacker, ""); r.status != 429 {
 		t.Fatalf("flush from the limited client: %d, want 429", r.status)
 	}
-	// The legitimate caller, from its own address, is not locked out.
+	// The legitimate caller is not locked out, not even from the attacker's address (a NAT,
+	// a shared proxy): a valid key is always let through.
+	sameAddr := map[string]string{"X-API-Key": f.adminKey, "X-Forwarded-For": "198.51.100.66"}
+	if r := f.do(t, "POST", "/v2/users/reset/7", sameAddr, ""); r.status != 200 {
+		t.Fatalf("legitimate caller behind the attacker's address: %d %s, want 200", r.status, r.raw)
+	}
+	if r := f.do(t, "DELETE", "/root/shop/flush", map[string]string{"Authorization": f.rootKey, "X-Forwarded-For": "198.51.100.66"}, ""); r.status != 200 {
+		t.Fatalf("legitimate flush behind the attacker's address: %d %s, want 200", r.status, r.raw)
+	}
+	// From its own address too.
 	owner := map[string]string{"X-API-Key": f.adminKey, "X-Forwarded-For": "203.0.113.10"}
 	if r := f.do(t, "POST", "/v2/users/reset/7", owner, ""); r.status != 200 {
 		t.Fatalf("legitimate caller: %d %s, want 200", r.status, r.raw)

@@ -40,16 +40,11 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		if err := s.checkFailures(c); err != nil {
-			s.fail(c, err)
-			return
-		}
 		ctx, cancel := s.storeContext(c)
 		defer cancel()
 		app, err := s.store.AuthenticateApp(ctx, appID, key)
 		if errors.Is(err, store.ErrUnauthorized) {
-			s.authFailed(c, "root_key")
-			s.fail(c, newError(http.StatusForbidden, "forbidden: wrong root key or unknown app"))
+			s.fail(c, s.refused(c, "root_key", newError(http.StatusForbidden, "forbidden: wrong root key or unknown app")))
 			return
 		}
 		if err != nil {
@@ -121,13 +116,9 @@ func (s *server) authenticateKey(ctx context.Context, c *gin.Context, scope stri
 	if key == "" {
 		return store.APIKey{}, newError(http.StatusUnauthorized, "missing X-API-Key header: send an admin API key")
 	}
-	if err := s.checkFailures(c); err != nil {
-		return store.APIKey{}, err
-	}
 	k, err := s.store.AuthenticateKey(ctx, key)
 	if errors.Is(err, store.ErrUnauthorized) {
-		s.authFailed(c, "api_key")
-		return store.APIKey{}, newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key")
+		return store.APIKey{}, s.refused(c, "api_key", newError(http.StatusUnauthorized, "unauthorized: unknown or wrong API key"))
 	}
 	if err != nil {
 		return store.APIKey{}, err
@@ -164,22 +155,22 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 	return nil
 }
 
-// authFailed counts a refused credential against the client's budget and in the metrics.
-func (s *server) authFailed(c *gin.Context, kind string) {
-	s.failures.fail(c.ClientIP())
+// refused handles a wrong credential: it is counted against the client's address, and a
+// client past its budget of failures gets 429 with Retry-After instead of answer. Only
+// failures are limited, and the check comes after the credential's, so a valid key is
+// always let through: an attacker cannot lock its owner out, even from behind the same
+// address.
+func (s *server) refused(c *gin.Context, kind string, answer *apiError) error {
+	addr := c.ClientIP()
 	s.metrics.authFailed.WithLabelValues(kind).Inc()
-}
-
-// checkFailures answers 429 to a client that has spent its budget of failed key attempts.
-func (s *server) checkFailures(c *gin.Context) error {
-	wait := s.failures.wait(c.ClientIP())
-	if wait <= 0 {
-		return nil
+	if wait := s.failures.wait(addr); wait > 0 {
+		s.metrics.authFailed.WithLabelValues("rate_limited").Inc()
+		return &apiError{status: http.StatusTooManyRequests,
+			msg:        "too many failed key attempts from this address; retry later",
+			retryAfter: int(math.Ceil(wait.Seconds()))}
 	}
-	s.metrics.authFailed.WithLabelValues("rate_limited").Inc()
-	return &apiError{status: http.StatusTooManyRequests,
-		msg:        "too many failed key attempts from this address; retry later",
-		retryAfter: int(math.Ceil(wait.Seconds()))}
+	s.failures.fail(addr)
+	return answer
 }
 
 // readReason reads the optional body {"reason": "..."}. An empty body is fine.

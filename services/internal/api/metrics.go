@@ -47,7 +47,7 @@ func (m *metrics) observe() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched" // keep the label set bounded: never the raw path
 		}
-		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		m.requests.WithLabelValues(route, methodLabel(c.Request.Method), strconv.Itoa(c.Writer.Status())).Inc()
 		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	}
 }
@@ -55,4 +55,13 @@ func (m *metrics) observe() gin.HandlerFunc {
 func metricsHandler(g prometheus.Gatherer) gin.HandlerFunc {
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	return gin.WrapH(h)
+}
+
+// methodLabel keeps the label set bounded: a client can send any method name.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return m
+	}
+	return "OTHER"
 }

@@ -2,9 +2,25 @@ package api
 
 import (
 	"math"
+	"net/netip"
 	"sync"
 	"time"
 )
+
+// maxTrackedAddrs bounds the limiter's memory. Past it, arbitrary entries are dropped: the
+// limit is a brake on guessing, not the security boundary (keys carry 256 random bits).
+const maxTrackedAddrs = 100_000
+
+// limitKey groups IPv6 clients by /64, the block a single host or site usually gets, so
+// rotating through one's own addresses does not reset the budget (or grow the map).
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Is4() || ip.Is4In6() {
+		return addr
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
+}
 
 // failureLimiter counts failed key attempts per client address with a token bucket. Only
 // failures spend tokens, and the bucket is per client, not per key: an attacker hammering a
@@ -35,6 +51,7 @@ func (l *failureLimiter) refill(b *bucket, now time.Time) {
 
 // wait returns how long addr must wait before its next attempt (0 if it may try now).
 func (l *failureLimiter) wait(addr string) time.Duration {
+	addr = limitKey(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.byAddr[addr]
@@ -51,12 +68,24 @@ func (l *failureLimiter) wait(addr string) time.Duration {
 
 // fail spends one token of addr's bucket.
 func (l *failureLimiter) fail(addr string) {
+	addr = limitKey(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	b, ok := l.byAddr[addr]
 	if !ok {
 		l.sweep(now)
+		if len(l.byAddr) >= maxTrackedAddrs {
+			// Drop a sixteenth at once (map order is random), so a flood of new addresses
+			// costs one pass per many inserts.
+			drop := maxTrackedAddrs / 16
+			for a := range l.byAddr {
+				if drop--; drop < 0 {
+					break
+				}
+				delete(l.byAddr, a)
+			}
+		}
 		b = &bucket{tokens: l.burst, at: now}
 		l.byAddr[addr] = b
 	}

@@ -75,16 +75,11 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 			s.fail(c, newError(http.StatusBadRequest, "invalid user_id: must be a positive integer below 2^63, digits only"))
 			return
 		}
-		if err := s.checkFailures(c); err != nil {
-			s.fail(c, err)
-			return
-		}
 		ctx, cancel := s.storeContext(c)
 		defer cancel()
 		if _, err := s.store.AuthenticateAppCredential(ctx, appID, strings.TrimSpace(cred)); err != nil {
 			if errors.Is(err, store.ErrUnauthorized) {
-				s.authFailed(c, "app_credential")
-				s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "unauthorized: wrong app credential or unknown app"})
+				s.fail(c, s.refused(c, "app_credential", newError(http.StatusUnauthorized, "unauthorized: wrong app credential or unknown app")))
 				return
 			}
 			s.fail(c, err)
