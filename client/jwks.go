@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -27,10 +28,13 @@ type JWKS struct {
 	hc         *http.Client
 	minRefresh time.Duration
 
-	mu      sync.Mutex
-	keys    map[string]ed25519.PublicKey
-	fetched time.Time
-	lastErr error
+	// keys is read on the request path without a lock; fetch replaces it whole.
+	keys atomic.Pointer[map[string]ed25519.PublicKey]
+
+	// fetching is held by the one goroutine that fetches; others do not wait for it.
+	fetching sync.Mutex
+	fetched  time.Time // guarded by fetching
+	lastErr  atomic.Pointer[error]
 }
 
 // DefaultJWKSMinRefresh is how often, at most, a [JWKS] fetches its URL.
@@ -42,32 +46,38 @@ func NewJWKS(url string, hc *http.Client) *JWKS {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &JWKS{url: url, hc: hc, minRefresh: DefaultJWKSMinRefresh, keys: map[string]ed25519.PublicKey{}}
+	j := &JWKS{url: url, hc: hc, minRefresh: DefaultJWKSMinRefresh}
+	j.keys.Store(&map[string]ed25519.PublicKey{})
+	return j
 }
 
-// Keyfunc is a jwt.Keyfunc: the key named by the token's "kid".
+// Keyfunc is a jwt.Keyfunc: the key named by the token's "kid". A known key costs a map
+// lookup. An unknown one makes one request fetch the set again (if MinRefresh has passed);
+// requests arriving meanwhile do not wait for it, they fail as unknown.
 func (j *JWKS) Keyfunc(tok *jwt.Token) (any, error) {
 	kid, _ := tok.Header["kid"].(string)
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if key, ok := j.keys[kid]; ok {
+	if key, ok := (*j.keys.Load())[kid]; ok {
 		return key, nil
 	}
-	if time.Since(j.fetched) >= j.minRefresh {
-		j.fetched = time.Now()
-		j.lastErr = j.fetchLocked()
-		if key, ok := j.keys[kid]; ok {
+	if j.fetching.TryLock() {
+		if time.Since(j.fetched) >= j.minRefresh {
+			j.fetched = time.Now()
+			err := j.fetch()
+			j.lastErr.Store(&err)
+		}
+		j.fetching.Unlock()
+		if key, ok := (*j.keys.Load())[kid]; ok {
 			return key, nil
 		}
 	}
-	if j.lastErr != nil {
-		return nil, fmt.Errorf("client: unknown key id %q (JWKS: %v)", truncate(kid, 64), j.lastErr)
+	if p := j.lastErr.Load(); p != nil && *p != nil {
+		return nil, fmt.Errorf("client: unknown key id %q (JWKS: %v)", truncate(kid, 64), *p)
 	}
 	return nil, fmt.Errorf("client: unknown key id %q", truncate(kid, 64))
 }
 
-// fetchLocked replaces the keys with those at the URL; on failure it keeps the old ones.
-func (j *JWKS) fetchLocked() error {
+// fetch replaces the keys with those at the URL; on failure it keeps the old ones.
+func (j *JWKS) fetch() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
@@ -94,6 +104,6 @@ func (j *JWKS) fetchLocked() error {
 			keys[k.Kid] = pub
 		}
 	}
-	j.keys = keys
+	j.keys.Store(&keys)
 	return nil
 }

@@ -115,3 +115,38 @@ func TestJWKSDownKeepsKnownKeys(t *testing.T) {
 		t.Fatalf("known key forgotten when the JWKS is down: %v", err)
 	}
 }
+
+// TestJWKSSlowFetchBlocksNobody: while one request fetches a slow JWKS for an unknown key,
+// requests with known keys go on.
+func TestJWKSSlowFetchBlocksNobody(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	release := make(chan struct{})
+	var slow atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if slow.Load() {
+			<-release
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []events.JWK{{Kty: "OKP", Crv: "Ed25519", Kid: "k1", Alg: "EdDSA", Use: "sig",
+			X: base64.RawURLEncoding.EncodeToString(pub)}}})
+	}))
+	defer srv.Close()
+	defer close(release)
+	j := NewJWKS(srv.URL, nil)
+	j.minRefresh = 0
+	if _, err := j.Keyfunc(signed(t, "k1", priv)); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	go func() { _, _ = j.Keyfunc(signed(t, "rotated", priv)) }() // fetches, and hangs
+	time.Sleep(50 * time.Millisecond)                            // let it take the fetch
+	done := make(chan error, 1)
+	go func() { _, err := j.Keyfunc(signed(t, "k1", priv)); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a known key waited for another request's fetch")
+	}
+}
