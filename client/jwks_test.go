@@ -120,10 +120,11 @@ func TestJWKSDownKeepsKnownKeys(t *testing.T) {
 // requests with known keys go on.
 func TestJWKSSlowFetchBlocksNobody(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	var slow atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if slow.Load() {
+			entered <- struct{}{}
 			<-release
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []events.JWK{{Kty: "OKP", Crv: "Ed25519", Kid: "k1", Alg: "EdDSA", Use: "sig",
