@@ -132,7 +132,9 @@ func startRevocastd(t *testing.T) stack {
 	t.Helper()
 	_, m := start(t, "revocastd", []string{"REVOCAST_HTTP_ADDR=127.0.0.1:0", "REVOCAST_NATS_LISTEN=127.0.0.1:0",
 		"REVOCAST_DATA_DIR=" + t.TempDir()}, regexp.MustCompile(`serving (http://\S+) \(NATS (\S+)\)`))
-	return stack{api: m[1], nats: m[2]}
+	st := stack{api: m[1], nats: m[2]}
+	waitFor(t, "revocastd ready", func() bool { code, _, _ := call(t, "GET", st.api+"/readyz", nil, ""); return code == 200 })
+	return st
 }
 
 func startResourced(t *testing.T, natsURL string) string {

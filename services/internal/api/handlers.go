@@ -206,14 +206,19 @@ func handleHealthz() gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 }
 
-// handleReadyz is ready only when JetStream answers for the stream: a replica that cannot
-// store revocations should get no traffic.
+// handleReadyz is ready only when JetStream answers for the stream and the revocation table
+// (which the token calls need) has caught up: a replica that cannot serve should get no
+// traffic.
 func (s *server) handleReadyz() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.store.Ping(ctx); err != nil {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "event stream unavailable"})
+			return
+		}
+		if s.tokens != nil && !s.tokens.Ready() {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "revocation table catching up"})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

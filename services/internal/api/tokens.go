@@ -19,6 +19,7 @@ import (
 
 // Tokens is what the token endpoints need; *tokens.Issuer and *tokens.KeyRing provide it.
 type Tokens interface {
+	Ready() bool
 	Mint(appID string, userID int64) (tokens.Pair, error)
 	Refresh(ctx context.Context, raw string) (tokens.Pair, tokens.Claims, error)
 	JWKS(ctx context.Context) ([]tokens.JWK, error)
@@ -86,6 +87,10 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 			return
 		}
 		pair, err := s.tokens.Mint(appID, userID)
+		if errors.Is(err, tokens.ErrNotReady) {
+			s.fail(c, &apiError{status: http.StatusServiceUnavailable, msg: "revocation table not ready; retry", retryAfter: 1})
+			return
+		}
 		if err != nil {
 			s.fail(c, err)
 			return

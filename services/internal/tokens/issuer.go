@@ -39,6 +39,7 @@ var (
 // too ([client.Table]): the watermark that applies to a user of an app, and the verdict on a
 // token's raw iat (nil, or an error matching client.ErrRevoked, ErrNotReady or ErrStale).
 type Revocations interface {
+	Ready() bool
 	NotBefore(appID string, userID int64) time.Time
 	CheckIssuedAt(appID string, userID int64, iat json.Number) error
 }
@@ -105,7 +106,9 @@ func IssuedAt(now, watermark time.Time) (time.Time, json.Number) {
 	return time.UnixMicro(us), json.Number(fmt.Sprintf("%d.%06d", us/1e6, us%1e6))
 }
 
-// Mint issues a new pair for a user of an app.
+// Mint issues a new pair for a user of an app. It refuses (ErrNotReady) while the
+// revocation table has not caught up or is stale: the iat it would choose might then be
+// earlier than a watermark it has not seen, and the new tokens refused at once.
 func (i *Issuer) Mint(appID string, userID int64) (Pair, error) {
 	if err := events.ValidateAppID(appID); err != nil {
 		return Pair{}, err
@@ -114,6 +117,12 @@ func (i *Issuer) Mint(appID string, userID int64) (Pair, error) {
 		return Pair{}, fmt.Errorf("%w: %d", events.ErrInvalidUserID, userID)
 	}
 	iat, iatNum := IssuedAt(i.now(), i.rev.NotBefore(appID, userID))
+	if err := i.rev.CheckIssuedAt(appID, userID, iatNum); err != nil {
+		if errors.Is(err, client.ErrNotReady) || errors.Is(err, client.ErrStale) {
+			return Pair{}, fmt.Errorf("%w: %v", ErrNotReady, err)
+		}
+		return Pair{}, fmt.Errorf("tokens: a new token would be refused: %w", err)
+	}
 	p := Pair{AccessExpiresAt: iat.Add(i.cfg.AccessTTL).Truncate(time.Second),
 		RefreshExpiresAt: iat.Add(i.cfg.RefreshTTL).Truncate(time.Second)}
 	var err error
@@ -223,6 +232,9 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 	c.IssuedAt, _ = mc["iat"].(json.Number)
 	return c, nil
 }
+
+// Ready reports whether the revocation table has caught up, so that Mint and Refresh work.
+func (i *Issuer) Ready() bool { return i.rev.Ready() }
 
 // JWKS returns the published public keys.
 func (i *Issuer) JWKS(ctx context.Context) ([]JWK, error) { return i.ring.JWKS(ctx) }

@@ -20,8 +20,15 @@ import (
 // watermarks is a plain map-backed Revocations for the issuer's own tests; the end-to-end
 // tests use the real client table.
 type watermarks struct {
-	mu  sync.Mutex
-	app map[string]time.Time
+	mu       sync.Mutex
+	app      map[string]time.Time
+	notReady bool
+}
+
+func (w *watermarks) Ready() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.notReady
 }
 
 func (w *watermarks) NotBefore(app string, _ int64) time.Time {
@@ -31,6 +38,12 @@ func (w *watermarks) NotBefore(app string, _ int64) time.Time {
 }
 
 func (w *watermarks) CheckIssuedAt(app string, user int64, iat json.Number) error {
+	w.mu.Lock()
+	notReady := w.notReady
+	w.mu.Unlock()
+	if notReady {
+		return client.ErrNotReady
+	}
 	wm := w.NotBefore(app, user)
 	sec, frac, _ := strings.Cut(iat.String(), ".")
 	t, _ := time.Parse("2006-01-02", "1970-01-01")
@@ -227,5 +240,15 @@ func TestTwoReplicasStartWithOneKey(t *testing.T) {
 	}
 	if keys, _ := rings[0].JWKS(context.Background()); len(keys) != 1 {
 		t.Fatalf("%d public keys after a racy first start, want 1", len(keys))
+	}
+}
+
+func TestMintRefusedWhileTableNotReady(t *testing.T) {
+	_, _, iss, wm := setup(t)
+	wm.mu.Lock()
+	wm.notReady = true
+	wm.mu.Unlock()
+	if _, err := iss.Mint("shop", 1); !errors.Is(err, tokens.ErrNotReady) {
+		t.Fatalf("Mint with the table not ready = %v, want ErrNotReady", err)
 	}
 }
