@@ -48,6 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	issuer := fs.String("issuer", env("REVOCAST_ISSUER", "revocast"), "required iss claim (REVOCAST_ISSUER)")
 	maxStale := fs.Duration("max-staleness", client.DefaultMaxStaleness, "refuse tokens (503) when the table is older than this")
 	failOpen := fs.Bool("fail-open", false, "accept tokens past -max-staleness instead of answering 503 (logged and counted)")
+	maxLifetime := fs.Duration("max-token-lifetime", 24*time.Hour, "longest exp-iat accepted; watermarks older than this are pruned (RESOURCED_MAX_TOKEN_LIFETIME)")
+	if v := getenv("RESOURCED_MAX_TOKEN_LIFETIME"); v != "" {
+		if err := fs.Set("max-token-lifetime", v); err != nil {
+			return fmt.Errorf("RESOURCED_MAX_TOKEN_LIFETIME=%q: %w", v, err)
+		}
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -77,7 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// The revocast part: a table that follows the revocations, and its middleware.
-	copts := []client.Option{client.WithLogger(log), client.WithIssuer(*issuer), client.WithMaxStaleness(*maxStale)}
+	copts := []client.Option{client.WithLogger(log), client.WithIssuer(*issuer), client.WithMaxStaleness(*maxStale),
+		client.WithMaxTokenLifetime(*maxLifetime)}
 	if *failOpen {
 		copts = append(copts, client.WithFailOpen())
 	}
