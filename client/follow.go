@@ -112,7 +112,11 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 		cons, err := js.OrderedConsumer(ctx, events.StreamName, cfg)
 		if err == nil {
 			var it jetstream.MessagesContext
-			it, err = cons.Messages(jetstream.PullMaxMessages(t.cfg.pullBatchSize))
+			// Shorter pulls and heartbeats than the defaults (30s, 15s): if a server restart
+			// slips past the reconnect notice, a missing heartbeat resets the consumer
+			// within about 4s instead of 30s.
+			it, err = cons.Messages(jetstream.PullMaxMessages(t.cfg.pullBatchSize),
+				jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 			if err == nil {
 				try = 0
 				t.following.Store(true)
@@ -137,7 +141,10 @@ func (t *Table) consume(ctx context.Context, it jetstream.MessagesContext) error
 	defer stop()
 	defer it.Stop()
 	for {
-		msg, err := it.Next()
+		// Next also watches ctx itself: a Stop that races with the ordered consumer
+		// replacing its inner iterator (after a missed heartbeat) could leave Next
+		// waiting on an iterator nobody stops.
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return err
 		}

@@ -146,9 +146,17 @@ func TestServerRestartMissesNothing(t *testing.T) {
 		publishRetry(t, f.js, mustUser(t, i, nb))
 		want[i] = nb.UnixNano()
 	}
+	var logged time.Time
 	eventually(t, "every event applied after two restarts", func() bool {
 		_, users := tab.snapshot()
-		return maps.Equal(users, want)
+		if maps.Equal(users, want) {
+			return true
+		}
+		if time.Since(logged) > time.Second { // shown only if the test fails
+			logged = time.Now()
+			t.Logf("applied %d of %d, last seq %d", len(users), n, tab.Stats().LastSequence)
+		}
+		return false
 	})
 	if s := tab.Stats(); s.EventsInvalid != 0 || s.LastSequence != n {
 		t.Fatalf("stats = %+v, want no invalid event and last seq %d", s, n)
