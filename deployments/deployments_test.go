@@ -393,7 +393,6 @@ type composeFile struct {
 		Environment map[string]string `yaml:"environment"`
 		Ports       []string          `yaml:"ports"`
 		Volumes     []string          `yaml:"volumes"`
-		Profiles    []string          `yaml:"profiles"`
 		DependsOn   map[string]any    `yaml:"depends_on"`
 		Healthcheck struct {
 			Test []string `yaml:"test"`

@@ -5,7 +5,6 @@ package eventstest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -135,6 +134,3 @@ func Publish(tb testing.TB, js jetstream.JetStream, ev events.Event) *jetstream.
 	}
 	return ack
 }
-
-// String describes the server for test logs.
-func (s *Server) String() string { return fmt.Sprintf("nats-server at %s", s.URL()) }
