@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"net/http"
@@ -68,44 +69,64 @@ func benchSelected(name string) bool {
 }
 
 // BenchmarkReady1M measures how long a new table takes to be ready with 1M revoked users in
-// the stream. It runs only when selected by name: -bench Ready1M.
+// the stream: from the stream alone (the latest event of each subject), from a snapshot at
+// the end of the stream, and from a snapshot followed by 10k more events. It runs only when
+// selected by name: -bench Ready1M.
 func BenchmarkReady1M(b *testing.B) {
 	if !benchSelected("Ready1M") {
 		b.Skip("run with -bench Ready1M")
 	}
-	const n = 1_000_000
+	const n, tail = 1_000_000, 10_000
 	f := newFixture(b)
-	publishUsers(b, f.js, n)
-	b.ResetTimer()
-	for b.Loop() {
-		tab, err := New(f.srv.Connect(), WithKeyfunc(f.keyfunc))
-		if err != nil {
-			b.Fatal(err)
+	publishUsers(b, f.js, 1, n)
+	ready := func(b *testing.B, users int, opts ...Option) {
+		for b.Loop() {
+			tab, err := New(f.srv.Connect(), append([]Option{WithKeyfunc(f.keyfunc)}, opts...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- tab.Run(ctx) }()
+			if err := tab.WaitReady(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if s := tab.Stats(); s.Users != users {
+				b.Fatalf("users = %d, want %d", s.Users, users)
+			}
+			cancel()
+			<-done
+			b.StartTimer()
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- tab.Run(ctx) }()
-		if err := tab.WaitReady(ctx); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		if s := tab.Stats(); s.Users != n {
-			b.Fatalf("users = %d, want %d", s.Users, n)
-		}
-		cancel()
-		<-done
-		b.StartTimer()
 	}
+	b.Run("Stream", func(b *testing.B) { ready(b, n, WithSnapshot(false)) })
+
+	start := time.Now()
+	writer := f.readyTable(b, WithLogger(zap.NewNop()))
+	f.caughtUp(b, writer)
+	var buf bytes.Buffer
+	h, err := writer.WriteSnapshot(&buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.putSnapshot(b, buf.Bytes())
+	b.Logf("snapshot of %d users at seq %d: %d bytes, written and stored in %s", h.UsersHint, h.Seq, buf.Len(), time.Since(start))
+	b.Run("Snapshot", func(b *testing.B) { ready(b, n) })
+
+	publishUsers(b, f.js, n+1, tail)
+	b.Run("SnapshotTail10k", func(b *testing.B) { ready(b, n+tail) })
 }
 
-// publishUsers stores n user.reset events, many in flight at once.
-func publishUsers(b *testing.B, js jetstream.JetStream, n int) {
+// publishUsers stores user.reset events for n users from id first on, many in flight at
+// once.
+func publishUsers(b *testing.B, js jetstream.JetStream, first, n int) {
 	b.Helper()
 	start := time.Now()
 	nb := time.Now().Add(-time.Minute)
 	const batch = 20_000
-	for first := 1; first <= n; first += batch {
-		for id := first; id < first+batch && id <= n; id++ {
+	for from := first; from < first+n; from += batch {
+		for id := from; id < from+batch && id < first+n; id++ {
 			ev := mustUserFast(int64(id), nb)
 			ev.ID, ev.Actor = events.NewID(), "bench"
 			data, err := events.Encode(ev)

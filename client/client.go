@@ -1,11 +1,12 @@
 // Package client is what a resource server imports so that revoked tokens are rejected
 // locally, with no network call per request.
 //
-// A [Table] follows the revocation stream in NATS JetStream: it bootstraps from the latest
-// event per subject, then applies every new event as it arrives, and recovers by itself from
-// disconnects and server restarts without missing an event. Each event is a not-before
-// watermark, for an app or for a user; a token issued before the watermark that applies to
-// it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat, size) and
+// A [Table] follows the revocation stream in NATS JetStream: it bootstraps from the
+// broadcaster's latest snapshot of the table and the events after it (or, without one, from
+// the latest event per subject), then applies every new event as it arrives, and recovers by
+// itself from disconnects and server restarts without missing an event. Each event is a
+// not-before watermark, for an app or for a user; a token issued before the watermark that
+// applies to it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat, size) and
 // then the watermarks; [Table.Middleware] does the same for net/http handlers.
 //
 // The caller owns the follow loop:
@@ -76,10 +77,12 @@ type Table struct {
 	readyOnce sync.Once
 	kick      chan struct{} // asks the freshness poller for a confirmation now
 
-	lastSeq  atomic.Uint64           // stream sequence of the last event handled
-	freshAt  atomic.Int64            // when JetStream last confirmed the table, since epoch; 0 never
-	pending  atomic.Pointer[confirm] // a confirmation waiting for the loop to reach a sequence
-	lastWarn atomic.Int64            // last fail-open log line, since epoch
+	lastSeq       atomic.Uint64           // stream sequence of the last event handled
+	snapshotSeq   atomic.Uint64           // sequence of the snapshot the table started from
+	streamCreated atomic.Int64            // creation of the stream followed, Unix ns
+	freshAt       atomic.Int64            // when JetStream last confirmed the table, since epoch; 0 never
+	pending       atomic.Pointer[confirm] // a confirmation waiting for the loop to reach a sequence
+	lastWarn      atomic.Int64            // last fail-open log line, since epoch
 
 	applied, invalid, refused, failOpen, pruned atomic.Uint64
 }
@@ -259,16 +262,17 @@ func (t *Table) Staleness() time.Duration {
 
 // Stats is a snapshot of a table's counters, for metrics and health checks.
 type Stats struct {
-	Ready           bool
-	Apps            int           // apps with a watermark
-	Users           int           // users with a watermark
-	EventsApplied   uint64        // events applied since New (duplicates included)
-	EventsInvalid   uint64        // undecodable or invalid events, skipped
-	EventsRefused   uint64        // events with a watermark too far in the future, skipped
-	EntriesPruned   uint64        // watermarks dropped as older than the max token lifetime
-	LastSequence    uint64        // stream sequence of the last event handled
-	Staleness       time.Duration // see [Table.Staleness]
-	FailOpenAccepts uint64        // tokens accepted while stale, with [WithFailOpen]
+	Ready            bool
+	Apps             int           // apps with a watermark
+	Users            int           // users with a watermark
+	EventsApplied    uint64        // events applied since New (duplicates included)
+	EventsInvalid    uint64        // undecodable or invalid events, skipped
+	EventsRefused    uint64        // events with a watermark too far in the future, skipped
+	EntriesPruned    uint64        // watermarks dropped as older than the max token lifetime
+	LastSequence     uint64        // stream sequence of the last event handled
+	SnapshotSequence uint64        // sequence of the snapshot the table started from, 0 if none
+	Staleness        time.Duration // see [Table.Staleness]
+	FailOpenAccepts  uint64        // tokens accepted while stale, with [WithFailOpen]
 }
 
 // Stats returns a snapshot of the table's counters.
@@ -277,15 +281,16 @@ func (t *Table) Stats() Stats {
 	users := t.users.Load().count
 	t.writeMu.Unlock()
 	return Stats{
-		Ready:           t.Ready(),
-		Apps:            len(*t.apps.Load()),
-		Users:           users,
-		EventsApplied:   t.applied.Load(),
-		EventsInvalid:   t.invalid.Load(),
-		EventsRefused:   t.refused.Load(),
-		EntriesPruned:   t.pruned.Load(),
-		LastSequence:    t.lastSeq.Load(),
-		Staleness:       t.Staleness(),
-		FailOpenAccepts: t.failOpen.Load(),
+		Ready:            t.Ready(),
+		Apps:             len(*t.apps.Load()),
+		Users:            users,
+		EventsApplied:    t.applied.Load(),
+		EventsInvalid:    t.invalid.Load(),
+		EventsRefused:    t.refused.Load(),
+		EntriesPruned:    t.pruned.Load(),
+		LastSequence:     t.lastSeq.Load(),
+		SnapshotSequence: t.snapshotSeq.Load(),
+		Staleness:        t.Staleness(),
+		FailOpenAccepts:  t.failOpen.Load(),
 	}
 }

@@ -15,12 +15,13 @@ import (
 )
 
 // Run follows the revocation stream until ctx is done, then returns nil. It bootstraps from
-// the latest event per subject, then applies every new event. It keeps retrying, with a
-// bounded backoff, while NATS or the stream is unavailable (the stream may not exist yet
-// when the resource server starts before the broadcaster), and it resumes after a
-// disconnect or a server restart from the last event it handled, so it neither misses an
-// event nor replays the history. It returns an error only when it cannot start at all,
-// e.g. when called twice at once ([ErrRunning]).
+// the latest snapshot and the events after it, or from the latest event per subject when there
+// is no usable snapshot (see [WithSnapshot]), then applies every new event. It keeps retrying,
+// with a bounded backoff, while NATS or the stream is unavailable (the stream may not exist
+// yet when the resource server starts before the broadcaster), and it resumes after a
+// disconnect or a server restart from the last event it handled, so it neither misses an event
+// nor replays the history. It returns an error only when it cannot start at all, e.g. when
+// called twice at once ([ErrRunning]).
 //
 // Run also asks JetStream, several times per maximum staleness, where the stream ends, to
 // keep [Table.Staleness] current, and prunes old watermarks when [WithMaxTokenLifetime] is
@@ -40,6 +41,13 @@ func (t *Table) Run(ctx context.Context) error {
 	stream, ok := t.waitForStream(ctx, js)
 	if !ok {
 		return nil
+	}
+	// A table starts once from a snapshot, when one exists; after that (and on a later
+	// Run) it resumes from its own last sequence.
+	info := stream.CachedInfo()
+	if t.lastSeq.Load() > 0 || !t.cfg.snapshot || !t.loadSnapshot(ctx, js, info) {
+		// Size the user table for every subject, so the bootstrap does not regrow it.
+		t.reserve(int(info.State.NumSubjects))
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { t.pollFreshness(ctx, stream) })
@@ -72,15 +80,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// waitForStream looks the stream up until it exists, and sizes the user table from its
-// subject count so the bootstrap does not regrow it.
+// waitForStream looks the stream up until it exists.
 func (t *Table) waitForStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, bool) {
 	for try := 0; ; try++ {
 		stream, err := js.Stream(ctx, events.StreamName)
 		if err == nil {
-			if subjects := stream.CachedInfo().State.NumSubjects; subjects > 0 {
-				t.reserve(int(subjects))
-			}
+			t.streamCreated.Store(stream.CachedInfo().Created.UnixNano())
 			return stream, true
 		}
 		if ctx.Err() != nil {

@@ -148,7 +148,7 @@ func TestServerRestartMissesNothing(t *testing.T) {
 	}
 	var logged time.Time
 	eventually(t, "every event applied after two restarts", func() bool {
-		_, users := tab.snapshot()
+		_, users := tab.watermarks()
 		if maps.Equal(users, want) {
 			return true
 		}
@@ -185,8 +185,8 @@ func TestDuplicatesAndReplayGiveTheSameTable(t *testing.T) {
 	eventually(t, "first table caught up", func() bool {
 		return first.Stats().LastSequence == second.Stats().LastSequence
 	})
-	a1, u1 := first.snapshot()
-	a2, u2 := second.snapshot()
+	a1, u1 := first.watermarks()
+	a2, u2 := second.watermarks()
 	if !maps.Equal(a1, a2) || !maps.Equal(u1, u2) || len(u1) != 10 {
 		t.Fatalf("tables differ: %v vs %v", u1, u2)
 	}

@@ -57,6 +57,7 @@ type config struct {
 	now           func() time.Time
 	pullBatchSize int
 	onApply       func(events.Event, uint64)
+	snapshot      bool
 }
 
 func defaultConfig() config {
@@ -71,6 +72,7 @@ func defaultConfig() config {
 		realm:         DefaultRealm,
 		now:           time.Now,
 		pullBatchSize: 1000,
+		snapshot:      true,
 	}
 }
 
@@ -242,13 +244,27 @@ func WithRealm(realm string) Option {
 
 // WithOnApply calls f, on the follow goroutine, after each event is applied, with the event
 // and its stream sequence: for metrics, audit hooks and measuring propagation. f must be
-// quick; the table applies nothing else while it runs.
+// quick; the table applies nothing else while it runs. Watermarks a table starts with from
+// a snapshot ([WithSnapshot]) are not events and do not reach f.
 func WithOnApply(f func(ev events.Event, seq uint64)) Option {
 	return func(c *config) error {
 		if f == nil {
 			return errors.New("client: WithOnApply: nil function")
 		}
 		c.onApply = f
+		return nil
+	}
+}
+
+// WithSnapshot(false) makes the table bootstrap from the stream (the latest event of every
+// subject) even when the broadcaster has written a snapshot. By default a table starts
+// from the snapshot in events.SnapshotBucket when there is one for its stream, and then
+// reads only the events after it; the resulting table is the same either way, the snapshot
+// is only faster with many users. Watermarks loaded from a snapshot are not passed to
+// [WithOnApply].
+func WithSnapshot(enabled bool) Option {
+	return func(c *config) error {
+		c.snapshot = enabled
 		return nil
 	}
 }

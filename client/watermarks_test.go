@@ -29,8 +29,8 @@ func newTestTable(tb testing.TB, opts ...Option) *Table {
 	return tab
 }
 
-// snapshot returns every watermark, for comparing tables.
-func (t *Table) snapshot() (map[string]int64, map[int64]int64) {
+// watermarks returns every watermark, for comparing tables.
+func (t *Table) watermarks() (map[string]int64, map[int64]int64) {
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
 	apps := map[string]int64{}
@@ -79,7 +79,7 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 	for _, ev := range evs {
 		want.apply(ev)
 	}
-	wantApps, wantUsers := want.snapshot()
+	wantApps, wantUsers := want.watermarks()
 	if len(wantUsers) != 500 {
 		t.Fatalf("users = %d, want 500", len(wantUsers))
 	}
@@ -114,7 +114,7 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 			for _, ev := range reorder(evs) {
 				got.apply(ev)
 			}
-			apps, users := got.snapshot()
+			apps, users := got.watermarks()
 			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) {
 				t.Fatalf("table differs from in-order application")
 			}
@@ -179,7 +179,7 @@ func TestPrune(t *testing.T) {
 	if dropped := tab.prune(now.Add(-time.Hour)); dropped != 2 {
 		t.Fatalf("dropped = %d, want 2", dropped)
 	}
-	apps, users := tab.snapshot()
+	apps, users := tab.watermarks()
 	if _, ok := users[1]; ok || len(users) != 1 {
 		t.Fatalf("users after prune = %v, want only user 2", users)
 	}

@@ -1,0 +1,279 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/events/eventstest"
+)
+
+// contents is every watermark a table holds.
+type contents struct {
+	apps  map[string]int64
+	users map[int64]int64
+}
+
+func dump(tab *Table) contents {
+	apps, users := tab.watermarks()
+	return contents{apps: apps, users: users}
+}
+
+func sameContents(tb testing.TB, got, want contents) {
+	tb.Helper()
+	if !maps.Equal(got.apps, want.apps) {
+		tb.Fatalf("apps = %v, want %v", got.apps, want.apps)
+	}
+	if len(got.users) != len(want.users) {
+		tb.Fatalf("%d users, want %d", len(got.users), len(want.users))
+	}
+	for id, nb := range want.users {
+		if got.users[id] != nb {
+			tb.Fatalf("user %d: watermark %d, want %d", id, got.users[id], nb)
+		}
+	}
+}
+
+// snapshots returns the snapshot bucket, creating it as revocastd does.
+func (f *fixture) snapshots(tb testing.TB) jetstream.ObjectStore {
+	tb.Helper()
+	obs, err := f.js.CreateOrUpdateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: events.SnapshotBucket})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return obs
+}
+
+// putSnapshot stores data as the snapshot.
+func (f *fixture) putSnapshot(tb testing.TB, data []byte) {
+	tb.Helper()
+	if _, err := f.snapshots(tb).PutBytes(context.Background(), events.SnapshotObject, data); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// writeSnapshot stores tab's snapshot, as revocastd does.
+func (f *fixture) writeSnapshot(tb testing.TB, tab *Table) events.SnapshotHeader {
+	tb.Helper()
+	var buf bytes.Buffer
+	h, err := tab.WriteSnapshot(&buf)
+	if err != nil {
+		tb.Fatalf("WriteSnapshot = %v", err)
+	}
+	f.putSnapshot(tb, buf.Bytes())
+	return h
+}
+
+// streamInfo returns the revocation stream's current info.
+func (f *fixture) streamInfo(tb testing.TB) *jetstream.StreamInfo {
+	tb.Helper()
+	s, err := f.js.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info
+}
+
+// caughtUp waits until tab has handled every event in the stream.
+func (f *fixture) caughtUp(tb testing.TB, tab *Table) {
+	tb.Helper()
+	last := f.streamInfo(tb).State.LastSeq
+	eventually(tb, "table at the stream's end", func() bool { return tab.lastSeq.Load() >= last })
+}
+
+// TestSnapshotBootstrapMatchesStream: a table that starts from a snapshot written while
+// events kept coming, then follows the events after it, holds exactly what a table that
+// bootstrapped from the stream holds.
+func TestSnapshotBootstrapMatchesStream(t *testing.T) {
+	f := newFixture(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for id := int64(1); id <= 3000; id++ {
+		eventstest.Publish(t, f.js, mustUser(t, id%2000+1, base.Add(time.Duration(id)*time.Millisecond)))
+	}
+	for _, app := range []string{"shop", "blog", "admin"} {
+		eventstest.Publish(t, f.js, mustApp(t, app, base))
+	}
+	writer := f.readyTable(t, WithSnapshot(false))
+	f.caughtUp(t, writer)
+
+	// More events while the snapshot is written: new users, later watermarks for known
+	// users and apps, a new app.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for id := int64(1500); id <= 2500; id++ {
+			publishRetry(t, f.js, mustUser(t, id, base.Add(time.Minute+time.Duration(id)*time.Millisecond)))
+		}
+		publishRetry(t, f.js, mustApp(t, "shop", base.Add(time.Minute)))
+		publishRetry(t, f.js, mustApp(t, "new-app", base.Add(time.Minute)))
+	})
+	h := f.writeSnapshot(t, writer)
+	wg.Wait()
+	if h.Seq == 0 || h.Seq > f.streamInfo(t).State.LastSeq {
+		t.Fatalf("snapshot seq = %d", h.Seq)
+	}
+
+	fromSnapshot := f.readyTable(t)
+	fromStream := f.readyTable(t, WithSnapshot(false))
+	f.caughtUp(t, fromSnapshot)
+	f.caughtUp(t, fromStream)
+	if got := fromSnapshot.Stats().SnapshotSequence; got != h.Seq {
+		t.Fatalf("SnapshotSequence = %d, want %d", got, h.Seq)
+	}
+	if got := fromStream.Stats().SnapshotSequence; got != 0 {
+		t.Fatalf("without snapshots: SnapshotSequence = %d, want 0", got)
+	}
+	want := dump(fromStream)
+	if len(want.users) != 2500 || len(want.apps) != 4 {
+		t.Fatalf("stream bootstrap: %d users, %d apps, want 2500, 4", len(want.users), len(want.apps))
+	}
+	sameContents(t, dump(fromSnapshot), want)
+	sameContents(t, dump(writer), want)
+
+	// It follows live events like any table.
+	later := base.Add(2 * time.Minute)
+	eventstest.Publish(t, f.js, mustUser(t, 7, later))
+	waitWatermark(t, fromSnapshot, "", 7, later)
+	if _, err := fromSnapshot.Verify(context.Background(), f.token(t, "shop", 7, millis(later.Add(-time.Millisecond)), nil)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("token before the live watermark: err = %v, want ErrRevoked", err)
+	}
+}
+
+// TestSnapshotAtTheEnd: with no event after the snapshot, the table is ready anyway.
+func TestSnapshotAtTheEnd(t *testing.T) {
+	f := newFixture(t)
+	nb := time.Now().Add(-time.Minute)
+	for id := int64(1); id <= 50; id++ {
+		eventstest.Publish(t, f.js, mustUser(t, id, nb))
+	}
+	writer := f.readyTable(t)
+	f.caughtUp(t, writer)
+	h := f.writeSnapshot(t, writer)
+
+	tab := f.readyTable(t)
+	s := tab.Stats()
+	if s.SnapshotSequence != h.Seq || s.LastSequence != h.Seq || s.Users != 50 {
+		t.Fatalf("stats = %+v, want snapshot and last sequence %d, 50 users", s, h.Seq)
+	}
+	if _, err := tab.Verify(context.Background(), f.token(t, "shop", 50, secs(nb), nil)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("err = %v, want ErrRevoked", err)
+	}
+}
+
+// TestSnapshotNotUsed: the table uses a snapshot only when it belongs to this stream and
+// is whole; otherwise it bootstraps from the stream. Each case stores a snapshot with a
+// watermark for user 777, which the stream does not have; only the control case may use it.
+func TestSnapshotNotUsed(t *testing.T) {
+	f := newFixture(t)
+	nb := time.Now().Add(-time.Minute)
+	eventstest.Publish(t, f.js, mustUser(t, 1, nb))
+	eventstest.Publish(t, f.js, mustApp(t, "shop", nb))
+	info := f.streamInfo(t)
+	stranger := nb.Add(-time.Hour).UnixNano()
+
+	snapshot := func(h events.SnapshotHeader, userNB int64) []byte {
+		var buf bytes.Buffer
+		w := events.NewSnapshotWriter(&buf, h)
+		_ = w.App("shop", nb.UnixNano())
+		_ = w.User(1, nb.UnixNano())
+		_ = w.User(777, userNB)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	good := events.SnapshotHeader{Seq: info.State.LastSeq, StreamCreated: info.Created, WrittenAt: time.Now()}
+	otherStream, beyond := good, good
+	otherStream.StreamCreated = info.Created.Add(-time.Second)
+	beyond.Seq = info.State.LastSeq + 100
+	whole := snapshot(good, stranger)
+
+	cases := []struct {
+		name string
+		data []byte
+		opts []Option
+		used bool
+	}{
+		{"Used", whole, nil, true},
+		{"Disabled", whole, []Option{WithSnapshot(false)}, false},
+		{"OtherStream", snapshot(otherStream, stranger), nil, false},
+		{"BeyondTheStream", snapshot(beyond, stranger), nil, false},
+		{"Truncated", whole[:len(whole)-5], nil, false},
+		{"NotASnapshot", []byte(`{"users":[777]}`), nil, false},
+		{"Empty", nil, nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.putSnapshot(t, tc.data)
+			tab := f.readyTable(t, tc.opts...)
+			f.caughtUp(t, tab)
+			got := dump(tab)
+			if used := got.users[777] != 0; used != tc.used {
+				t.Fatalf("snapshot used = %v, want %v", used, tc.used)
+			}
+			if used := tab.Stats().SnapshotSequence != 0; used != tc.used {
+				t.Fatalf("SnapshotSequence = %d, used = %v", tab.Stats().SnapshotSequence, tc.used)
+			}
+			if got.users[1] != nb.UnixNano() || got.apps["shop"] != nb.UnixNano() {
+				t.Fatalf("table = %+v, want the stream's watermarks", got)
+			}
+		})
+	}
+}
+
+// TestSnapshotRefusesFutureWatermarks: as with events, a watermark past the clock skew is
+// refused and counted, and the rest of the snapshot is used.
+func TestSnapshotRefusesFutureWatermarks(t *testing.T) {
+	f := newFixture(t)
+	nb := time.Now().Add(-time.Minute)
+	eventstest.Publish(t, f.js, mustUser(t, 1, nb))
+	info := f.streamInfo(t)
+	var buf bytes.Buffer
+	w := events.NewSnapshotWriter(&buf, events.SnapshotHeader{Seq: info.State.LastSeq, StreamCreated: info.Created})
+	_ = w.App("shop", time.Now().Add(time.Hour).UnixNano())
+	_ = w.User(1, nb.UnixNano())
+	_ = w.User(2, time.Now().Add(time.Hour).UnixNano())
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.putSnapshot(t, buf.Bytes())
+
+	tab := f.readyTable(t)
+	got := dump(tab)
+	if s := tab.Stats(); s.SnapshotSequence == 0 || s.EventsRefused != 2 {
+		t.Fatalf("stats = %+v, want the snapshot used and 2 refused", s)
+	}
+	if len(got.apps) != 0 || len(got.users) != 1 || got.users[1] != nb.UnixNano() {
+		t.Fatalf("table = %+v, want user 1 only", got)
+	}
+}
+
+func TestWriteSnapshotRefuses(t *testing.T) {
+	f := newFixture(t)
+	t.Run("ErrNotReady", func(t *testing.T) {
+		tab, err := New(f.srv.Connect(), WithKeyfunc(f.keyfunc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tab.WriteSnapshot(&bytes.Buffer{}); !errors.Is(err, ErrNotReady) {
+			t.Fatalf("err = %v, want ErrNotReady", err)
+		}
+	})
+	t.Run("PruningTable", func(t *testing.T) {
+		tab := f.readyTable(t, WithMaxTokenLifetime(time.Hour))
+		var buf bytes.Buffer
+		if _, err := tab.WriteSnapshot(&buf); !errors.Is(err, errSnapshotPrunes) || buf.Len() != 0 {
+			t.Fatalf("err = %v, %d bytes written, want errSnapshotPrunes and nothing", err, buf.Len())
+		}
+	})
+}
