@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/internal/snapshot"
 	"github.com/revocast/revocast/services/internal/store"
 	"github.com/revocast/revocast/services/internal/tokens"
 )
@@ -65,6 +67,7 @@ type config struct {
 	issuer         string
 	accessTTL      time.Duration
 	refreshTTL     time.Duration
+	snapshotEvery  time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -89,6 +92,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", "revocast"), "iss claim of the tokens revocast mints (REVOCAST_ISSUER)")
 	fs.DurationVar(&cfg.accessTTL, "access-token-ttl", 15*time.Minute, "lifetime of minted access tokens (REVOCAST_ACCESS_TOKEN_TTL)")
 	fs.DurationVar(&cfg.refreshTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of minted refresh tokens (REVOCAST_REFRESH_TOKEN_TTL)")
+	fs.DurationVar(&cfg.snapshotEvery, "snapshot-interval", time.Minute, "how often to write the revocation table to the snapshot bucket when events came since the last one, for clients to start from; 0 = never (REVOCAST_SNAPSHOT_INTERVAL)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("REVOCAST_LOG_LEVEL", "info"), "debug, info, warn or error (REVOCAST_LOG_LEVEL)")
 	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
 	// Numeric and duration defaults from the environment are parsed by the flag package
@@ -96,7 +100,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	for flagName, envName := range map[string]string{
 		"replicas": "REVOCAST_REPLICAS", "nats-sync-interval": "REVOCAST_NATS_SYNC_INTERVAL",
 		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT", "access-token-ttl": "REVOCAST_ACCESS_TOKEN_TTL",
-		"refresh-token-ttl": "REVOCAST_REFRESH_TOKEN_TTL",
+		"refresh-token-ttl": "REVOCAST_REFRESH_TOKEN_TTL", "snapshot-interval": "REVOCAST_SNAPSHOT_INTERVAL",
 	} {
 		if v := getenv(envName); v != "" {
 			if err := fs.Set(flagName, v); err != nil {
@@ -112,6 +116,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if cfg.accessTTL <= 0 || cfg.refreshTTL < cfg.accessTTL {
 		return cfg, fmt.Errorf("token lifetimes: want 0 < -access-token-ttl (%s) <= -refresh-token-ttl (%s)", cfg.accessTTL, cfg.refreshTTL)
+	}
+	if cfg.snapshotEvery < 0 {
+		return cfg, fmt.Errorf("-snapshot-interval %s: must be 0 (never) or positive", cfg.snapshotEvery)
 	}
 	if cfg.replicas < 0 || cfg.replicas > 5 {
 		return cfg, fmt.Errorf("-replicas %d: must be 0 (auto) or 1 to 5", cfg.replicas)
@@ -216,17 +223,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	table, err := client.New(nc, client.WithLogger(log.Named("table")), client.WithMaxTokenLifetime(cfg.refreshTTL))
+	tableOpts := []client.Option{client.WithLogger(log.Named("table"))}
+	if cfg.snapshotEvery == 0 {
+		// Only what can still revoke a token of ours needs keeping. A table that writes
+		// snapshots keeps everything: clients may accept tokens that live longer.
+		tableOpts = append(tableOpts, client.WithMaxTokenLifetime(cfg.refreshTTL))
+	}
+	table, err := client.New(nc, tableOpts...)
 	if err != nil {
 		return err
+	}
+	var snapshots *snapshot.Writer
+	if cfg.snapshotEvery > 0 {
+		if snapshots, err = snapshot.Open(ctx, js, replicas, table, log.Named("snapshot")); err != nil {
+			return err
+		}
 	}
 	tableCtx, stopTable := context.WithCancel(context.WithoutCancel(ctx))
 	tableDone := make(chan struct{})
 	go func() {
 		defer close(tableDone)
+		var wg sync.WaitGroup
+		if snapshots != nil {
+			wg.Go(func() { snapshots.Run(tableCtx, cfg.snapshotEvery) })
+		}
 		if err := table.Run(tableCtx); err != nil && tableCtx.Err() == nil {
 			log.Error("revocation table stopped", zap.Error(err))
 		}
+		wg.Wait()
 	}()
 	defer func() { stopTable(); <-tableDone }()
 	issuer, err := tokens.NewIssuer(ctx, js, replicas, ring, table, tokens.Config{

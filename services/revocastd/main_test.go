@@ -267,20 +267,88 @@ func TestEndToEndAndRestart(t *testing.T) {
 	}
 }
 
+// TestSnapshotForNewClients: revocastd writes the snapshot after revocations through the
+// API, and a resource server that starts later begins from it, then follows the events
+// after it.
+func TestSnapshotForNewClients(t *testing.T) {
+	srv := start(t, map[string]string{"REVOCAST_SNAPSHOT_INTERVAL": "20ms"})
+	st, js := openStore(t, srv.nats)
+	ctx := context.Background()
+	_, key, err := st.CreateKey(ctx, "oncall", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := func(id int) {
+		t.Helper()
+		if code, body := call(t, "POST", fmt.Sprintf("%s/v2/users/reset/%d", srv.api, id), map[string]string{"X-API-Key": key.Reveal()}); code != 200 {
+			t.Fatalf("reset %d = %d %s", id, code, body)
+		}
+	}
+	for id := 1; id <= 50; id++ {
+		reset(id)
+	}
+	obs, err := js.ObjectStore(ctx, events.SnapshotBucket)
+	if err != nil {
+		t.Fatalf("snapshot bucket: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := obs.GetInfo(ctx, events.SnapshotObject)
+		if err == nil && info.Metadata["seq"] == "50" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot at seq 50: %+v, %v\nlogs:\n%s", info, err, srv.logs)
+		}
+		time.Sleep(10 * time.Millisecond) // bounded poll
+	}
+
+	nc, err := nats.Connect(srv.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	tab, err := client.New(nc) // revocast's own keys, as a resource server would
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- tab.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	if err := tab.WaitReady(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	if s := tab.Stats(); s.SnapshotSequence != 50 || s.Users != 50 {
+		t.Fatalf("stats = %+v, want the snapshot at 50 with 50 users", s)
+	}
+	reset(51)
+	deadline = time.Now().Add(10 * time.Second)
+	for tab.NotBefore("", 51).IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("the reset after the snapshot never reached the client")
+		}
+		time.Sleep(5 * time.Millisecond) // bounded poll
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := map[string]struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
-		"ErrUnknownFlag":  {[]string{"revocastd", "-nope"}, nil, "flag provided but not defined"},
-		"ErrArgument":     {[]string{"revocastd", "serve"}, nil, "unexpected argument"},
-		"ErrReplicas":     {[]string{"revocastd", "-replicas", "-1"}, nil, "must be 0 (auto) or 1 to 5"},
-		"ErrEnvDuration":  {[]string{"revocastd"}, map[string]string{"REVOCAST_PUBLISH_TIMEOUT": "soon"}, "REVOCAST_PUBLISH_TIMEOUT"},
-		"ErrLogLevel":     {[]string{"revocastd", "-log-level", "loud"}, nil, "-log-level"},
-		"ErrNATSListen":   {[]string{"revocastd", "-nats-listen", "nohost"}, nil, "listen address"},
-		"ErrNATSURLDown":  {[]string{"revocastd"}, map[string]string{"NATS_URL": "nats://127.0.0.1:1"}, "connect to NATS"},
-		"ErrHTTPAddrBusy": {[]string{"revocastd", "-http-addr", "256.0.0.1:1"}, nil, "API cannot listen"},
+		"ErrUnknownFlag":      {[]string{"revocastd", "-nope"}, nil, "flag provided but not defined"},
+		"ErrArgument":         {[]string{"revocastd", "serve"}, nil, "unexpected argument"},
+		"ErrReplicas":         {[]string{"revocastd", "-replicas", "-1"}, nil, "must be 0 (auto) or 1 to 5"},
+		"ErrSnapshotInterval": {[]string{"revocastd"}, map[string]string{"REVOCAST_SNAPSHOT_INTERVAL": "-1s"}, "-snapshot-interval -1s"},
+		"ErrEnvDuration":      {[]string{"revocastd"}, map[string]string{"REVOCAST_PUBLISH_TIMEOUT": "soon"}, "REVOCAST_PUBLISH_TIMEOUT"},
+		"ErrLogLevel":         {[]string{"revocastd", "-log-level", "loud"}, nil, "-log-level"},
+		"ErrNATSListen":       {[]string{"revocastd", "-nats-listen", "nohost"}, nil, "listen address"},
+		"ErrNATSURLDown":      {[]string{"revocastd"}, map[string]string{"NATS_URL": "nats://127.0.0.1:1"}, "connect to NATS"},
+		"ErrHTTPAddrBusy":     {[]string{"revocastd", "-http-addr", "256.0.0.1:1"}, nil, "API cannot listen"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
