@@ -223,9 +223,10 @@ func TestCluster(t *testing.T) {
 	pw := clusterPasswords(t)
 	c := eventstest.RunCluster(t, eventstest.WithConfigFiles(clusterConfigs...))
 	env := map[string]string{
-		"NATS_URL":                 c.UserURLs("broadcaster", pw["broadcaster"]),
-		"REVOCAST_PUBLISH_TIMEOUT": "2s",
-		"REVOCAST_LOG_LEVEL":       "error",
+		"NATS_URL":                   c.UserURLs("broadcaster", pw["broadcaster"]),
+		"REVOCAST_PUBLISH_TIMEOUT":   "2s",
+		"REVOCAST_LOG_LEVEL":         "error",
+		"REVOCAST_SNAPSHOT_INTERVAL": "200ms",
 	}
 	replicas := []*instance{start(t, env), start(t, env)}
 
@@ -234,7 +235,7 @@ func TestCluster(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("ThreeReplicas", func(t *testing.T) {
-		for _, name := range []string{events.StreamName, "KV_" + store.AppsBucket, "KV_" + store.KeysBucket} {
+		for _, name := range []string{events.StreamName, "KV_" + store.AppsBucket, "KV_" + store.KeysBucket, "OBJ_" + events.SnapshotBucket} {
 			s, err := bjs.Stream(ctx, name)
 			if err != nil {
 				t.Fatal(err)
@@ -428,6 +429,32 @@ func TestCluster(t *testing.T) {
 		waitApplied(t, []*follower{f}, streamState(t, bjs).LastSeq, ok200)
 	})
 
+	t.Run("SnapshotOnTheCluster", func(t *testing.T) {
+		// The replicas write the snapshot as the broadcaster user; a resource server that
+		// starts now reads it as the resource user and follows on from it.
+		last := streamState(t, bjs).LastSeq
+		obs, err := bjs.ObjectStore(ctx, events.SnapshotBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			info, err := obs.GetInfo(ctx, events.SnapshotObject)
+			if err == nil && info.Metadata["seq"] == fmt.Sprint(last) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no snapshot at seq %d after 30s: %+v, %v", last, info, err)
+			}
+			time.Sleep(50 * time.Millisecond) // bounded poll
+		}
+		f := startFollower(t, "resource server started from the snapshot", roleConn(t, c, 2, "resource", pw["resource"], nil))
+		waitApplied(t, []*follower{f}, last, ok200)
+		if got := f.table.Stats().SnapshotSequence; got != last {
+			t.Fatalf("resource server started from snapshot %d, want %d", got, last)
+		}
+	})
+
 	t.Run("Permissions", func(t *testing.T) {
 		before := streamState(t, bjs)
 		errs := make(chan error, 16)
@@ -516,6 +543,32 @@ func TestCluster(t *testing.T) {
 		_, err = rjs.KeyValue(pctx, store.AppsBucket)
 		cancel()
 		denied("open the apps bucket", err)
+
+		// The snapshot is read-only for a resource server: a forged one could drop
+		// revocations for every server that starts from it.
+		bobs, err := bjs.ObjectStore(ctx, events.SnapshotBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		robs, err := rjs.ObjectStore(ctx, events.SnapshotBucket)
+		if err != nil {
+			t.Fatalf("resource user cannot open the snapshot bucket: %v", err)
+		}
+		pctx, cancel = short()
+		_, err = robs.PutBytes(pctx, events.SnapshotObject, []byte("forged"))
+		cancel()
+		denied("write the snapshot", err)
+		pctx, cancel = short()
+		denied("delete the snapshot", robs.Delete(pctx, events.SnapshotObject))
+		cancel()
+		// revocastd may have written a newer snapshot meanwhile; it must still be one.
+		snap, err := bobs.GetBytes(ctx, events.SnapshotObject)
+		if err != nil {
+			t.Fatalf("snapshot after a resource user's attempts: %v", err)
+		}
+		if _, err := events.NewSnapshotReader(bytes.NewReader(snap)); err != nil {
+			t.Fatalf("snapshot after a resource user's attempts: %v", err)
+		}
 
 		// Deliver subjects of push consumers are not checked against publish permissions;
 		// the server must still not turn deliveries into bucket writes or API calls.
