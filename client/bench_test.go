@@ -102,9 +102,9 @@ func BenchmarkReady1M(b *testing.B) {
 	}
 	b.Run("Stream", func(b *testing.B) { ready(b, n, WithSnapshot(false)) })
 
-	start := time.Now()
 	writer := f.readyTable(b, WithLogger(zap.NewNop()))
 	f.caughtUp(b, writer)
+	start := time.Now()
 	var buf bytes.Buffer
 	h, err := writer.WriteSnapshot(&buf)
 	if err != nil {
