@@ -69,6 +69,10 @@ type Table struct {
 	apps  atomic.Pointer[appTable]
 	// writeMu serializes writers (the follow loop, pruning); readers never take it.
 	writeMu sync.Mutex
+	// Watermarks that lay further in the future than the clock skew when they arrived,
+	// applied once they come within it. Guarded by writeMu.
+	heldApps  map[string]int64
+	heldUsers map[int64]int64
 
 	running   atomic.Bool
 	following atomic.Bool // a consumer is delivering to the table
@@ -84,7 +88,11 @@ type Table struct {
 	pending       atomic.Pointer[confirm] // a confirmation waiting for the loop to reach a sequence
 	lastWarn      atomic.Int64            // last fail-open log line, since epoch
 
-	applied, invalid, refused, failOpen, pruned atomic.Uint64
+	applied, invalid, held, failOpen, pruned atomic.Uint64
+
+	// testHookWriteSnapshot runs in WriteSnapshot between reading the sequence and the
+	// table, for tests of what happens in between.
+	testHookWriteSnapshot func()
 }
 
 // confirm says: at sentAt the stream ended at lastSeq.
@@ -115,6 +123,9 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 		epoch:   time.Now(),
 		readyCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+
+		heldApps:  map[string]int64{},
+		heldUsers: map[int64]int64{},
 	}
 	if cfg.keyfunc == nil {
 		t.issuer = newIssuerKeys()
@@ -128,16 +139,25 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 // mono is the time since t.epoch on the monotonic clock, never 0.
 func (t *Table) mono() int64 { return int64(time.Since(t.epoch)) + 1 }
 
-// apply raises the watermark named by ev. It reports false when the event is refused
-// because its watermark lies too far in the future.
+// apply raises the watermark named by ev. A watermark further in the future than the clock
+// skew is held back instead, and applied once it comes within the skew: applied at once it
+// would lock the users out until then, and dropped it would be a revocation lost (a table
+// that starts later, from the stream or a snapshot, applies it). apply reports whether the
+// watermark applies now.
 func (t *Table) apply(ev events.Event) bool {
 	nb := ev.NotBefore.UnixNano()
-	if ev.NotBefore.After(t.cfg.now().Add(t.cfg.clockSkew)) {
-		t.refused.Add(1)
-		return false
-	}
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
+	if nb > t.heldLimit() {
+		t.held.Add(1)
+		switch ev.Type {
+		case events.TypeAppFlushed:
+			t.heldApps[ev.AppID] = max(t.heldApps[ev.AppID], nb)
+		case events.TypeUserReset:
+			t.heldUsers[ev.UserID] = max(t.heldUsers[ev.UserID], nb)
+		}
+		return false
+	}
 	switch ev.Type {
 	case events.TypeAppFlushed:
 		t.putApp(ev.AppID, nb)
@@ -146,6 +166,32 @@ func (t *Table) apply(ev events.Event) bool {
 	}
 	t.applied.Add(1)
 	return true
+}
+
+// heldLimit is the latest watermark that applies now, in Unix nanoseconds.
+func (t *Table) heldLimit() int64 { return t.cfg.now().Add(t.cfg.clockSkew).UnixNano() }
+
+// releaseHeld applies the held watermarks that have come within the clock skew, and
+// returns how many.
+func (t *Table) releaseHeld() (n int) {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	limit := t.heldLimit()
+	for id, nb := range t.heldApps {
+		if nb <= limit {
+			t.putApp(id, nb)
+			delete(t.heldApps, id)
+			n++
+		}
+	}
+	for id, nb := range t.heldUsers {
+		if nb <= limit {
+			t.putUser(id, nb)
+			delete(t.heldUsers, id)
+			n++
+		}
+	}
+	return n
 }
 
 // putUser needs writeMu.
@@ -267,7 +313,8 @@ type Stats struct {
 	Users            int           // users with a watermark
 	EventsApplied    uint64        // events applied since New (duplicates included)
 	EventsInvalid    uint64        // undecodable or invalid events, skipped
-	EventsRefused    uint64        // events with a watermark too far in the future, skipped
+	EventsHeld       uint64        // events (and snapshot entries) with a watermark further ahead than the clock skew
+	Held             int           // of those, watermarks still held back: applied once within the skew
 	EntriesPruned    uint64        // watermarks dropped as older than the max token lifetime
 	LastSequence     uint64        // stream sequence of the last event handled
 	SnapshotSequence uint64        // sequence of the snapshot the table started from, 0 if none
@@ -279,6 +326,7 @@ type Stats struct {
 func (t *Table) Stats() Stats {
 	t.writeMu.Lock()
 	users := t.users.Load().count
+	held := len(t.heldApps) + len(t.heldUsers)
 	t.writeMu.Unlock()
 	return Stats{
 		Ready:            t.Ready(),
@@ -286,7 +334,8 @@ func (t *Table) Stats() Stats {
 		Users:            users,
 		EventsApplied:    t.applied.Load(),
 		EventsInvalid:    t.invalid.Load(),
-		EventsRefused:    t.refused.Load(),
+		EventsHeld:       t.held.Load(),
+		Held:             held,
 		EntriesPruned:    t.pruned.Load(),
 		LastSequence:     t.lastSeq.Load(),
 		SnapshotSequence: t.snapshotSeq.Load(),

@@ -44,13 +44,13 @@ func (t *Table) Run(ctx context.Context) error {
 	}
 	// A table starts once from a snapshot, when one exists; after that (and on a later
 	// Run) it resumes from its own last sequence.
-	info := stream.CachedInfo()
-	if t.lastSeq.Load() > 0 || !t.cfg.snapshot || !t.loadSnapshot(ctx, js, info) {
+	if t.lastSeq.Load() > 0 || !t.cfg.snapshot || !t.loadSnapshot(ctx, js, stream) {
 		// Size the user table for every subject, so the bootstrap does not regrow it.
-		t.reserve(int(info.State.NumSubjects))
+		t.reserve(int(stream.CachedInfo().State.NumSubjects))
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { t.pollFreshness(ctx, stream) })
+	wg.Go(func() { t.releaseLoop(ctx) })
 	if t.cfg.maxLifetime > 0 {
 		wg.Go(func() { t.pruneLoop(ctx) })
 	}
@@ -85,7 +85,9 @@ func (t *Table) waitForStream(ctx context.Context, js jetstream.JetStream) (jets
 	for try := 0; ; try++ {
 		stream, err := js.Stream(ctx, events.StreamName)
 		if err == nil {
-			t.streamCreated.Store(stream.CachedInfo().Created.UnixNano())
+			// The first stream followed names what the table holds (a later Run resumes
+			// from the table's last sequence in it).
+			t.streamCreated.CompareAndSwap(0, stream.CachedInfo().Created.UnixNano())
 			return stream, true
 		}
 		if ctx.Err() != nil {
@@ -179,7 +181,7 @@ func (t *Table) handle(msg jetstream.Msg) {
 		t.invalid.Add(1)
 		t.log.Warn("invalid revocation event; skipped", zap.Uint64("seq", seq), zap.String("subject", msg.Subject()), zap.Error(err))
 	case !t.apply(ev):
-		t.log.Warn("revocation watermark too far in the future; refused",
+		t.log.Warn("revocation watermark too far in the future; held back until it is within the clock skew",
 			zap.Uint64("seq", seq), zap.String("event_id", ev.ID), zap.String("subject", msg.Subject()),
 			zap.Time("not_before", ev.NotBefore), zap.Duration("clock_skew", t.cfg.clockSkew))
 	case t.cfg.onApply != nil:
@@ -296,6 +298,22 @@ func (t *Table) pruneLoop(ctx context.Context) {
 		case <-tick.C:
 			if n := t.prune(t.pruneCutoff()); n > 0 {
 				t.log.Debug("pruned old watermarks", zap.Int("dropped", n))
+			}
+		}
+	}
+}
+
+// releaseLoop applies held watermarks as they come within the clock skew, every second.
+func (t *Table) releaseLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if n := t.releaseHeld(); n > 0 {
+				t.log.Info("held revocation watermarks are now within the clock skew; applied", zap.Int("applied", n))
 			}
 		}
 	}

@@ -221,8 +221,8 @@ func TestInvalidEventsAreSkipped(t *testing.T) {
 	eventstest.Publish(t, f.js, mustUser(t, 8, nb))
 	waitWatermark(t, tab, "", 8, nb)
 	s := tab.Stats()
-	if s.EventsInvalid != 4 || s.EventsRefused != 1 || s.EventsApplied != 1 || s.Users != 1 {
-		t.Fatalf("stats = %+v, want 4 invalid, 1 refused, 1 applied, 1 user", s)
+	if s.EventsInvalid != 4 || s.EventsHeld != 1 || s.Held != 1 || s.EventsApplied != 1 || s.Users != 1 {
+		t.Fatalf("stats = %+v, want 4 invalid, 1 held back, 1 applied, 1 user", s)
 	}
 }
 

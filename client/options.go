@@ -16,7 +16,7 @@ const (
 	// DefaultMaxTokenSize caps the bytes of a token before it is parsed.
 	DefaultMaxTokenSize = 8 << 10
 	// DefaultClockSkew is how far in the future a watermark may lie, measured on this
-	// machine's clock, before it is refused. Clocks synchronized by NTP differ by
+	// machine's clock, before it is held back. Clocks synchronized by NTP differ by
 	// milliseconds; 5 seconds absorbs a badly kept clock without letting a broken one lock
 	// users out for long.
 	DefaultClockSkew = 5 * time.Second
@@ -193,9 +193,11 @@ func WithMaxTokenLifetime(d time.Duration) Option {
 	}
 }
 
-// WithClockSkew sets how far in the future a watermark may lie before it is refused
-// (default [DefaultClockSkew]). A refused event is logged and counted, never applied: a
-// watermark far in the future would lock its users out until that time.
+// WithClockSkew sets how far in the future a watermark may lie before it is held back
+// (default [DefaultClockSkew]). A watermark further ahead would lock its users out until
+// that time (every new login would be revoked at once): the table logs and counts it, and
+// applies it only once it has come within the skew. It is never dropped, so every table
+// ends with the same watermarks whenever it started.
 func WithClockSkew(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {

@@ -1,10 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -25,9 +29,6 @@ import (
 // stream after this long.
 const snapshotLookupTimeout = 5 * time.Second
 
-// snapshotReadTimeout bounds reading the snapshot itself (16 bytes per user).
-const snapshotReadTimeout = time.Minute
-
 // errSnapshotPrunes is returned by WriteSnapshot on a table that drops old watermarks.
 var errSnapshotPrunes = errors.New("client: a table that prunes (WithMaxTokenLifetime) cannot write a complete snapshot")
 
@@ -39,8 +40,8 @@ var errSnapshotPrunes = errors.New("client: a table that prunes (WithMaxTokenLif
 //
 // Only a ready table that does not prune ([WithMaxTokenLifetime]) can write a snapshot, so
 // that a snapshot is never less than the stream: it returns [ErrNotReady] or an error.
-// Events refused for a watermark too far in the future are not in the snapshot, as they
-// are not in the table.
+// Watermarks held back for lying too far in the future are in the snapshot too; a reader
+// holds them back in the same way.
 func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 	if !t.Ready() {
 		return events.SnapshotHeader{}, ErrNotReady
@@ -55,14 +56,24 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 		StreamCreated: time.Unix(0, t.streamCreated.Load()),
 		WrittenAt:     t.cfg.now(),
 	}
+	if t.testHookWriteSnapshot != nil {
+		t.testHookWriteSnapshot()
+	}
 	t.writeMu.Lock()
 	users, apps := t.users.Load(), *t.apps.Load()
+	heldApps, heldUsers := maps.Clone(t.heldApps), maps.Clone(t.heldUsers)
 	h.UsersHint = uint64(users.count)
 	t.writeMu.Unlock()
 
+	// An id may appear twice (held and applied); readers keep the higher watermark.
 	sw := events.NewSnapshotWriter(w, h)
 	for id, v := range apps {
 		if err := sw.App(id, v.Load()); err != nil {
+			return h, err
+		}
+	}
+	for id, nb := range heldApps {
+		if err := sw.App(id, nb); err != nil {
 			return h, err
 		}
 	}
@@ -74,17 +85,48 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 			}
 		}
 	}
+	for id, nb := range heldUsers {
+		if err := sw.User(id, nb); err != nil {
+			return h, err
+		}
+	}
 	return h, sw.Close()
 }
 
-// loadSnapshot installs the latest snapshot of the stream described by info, if there is
-// one, and reports whether it did. The follow loop then starts after the snapshot's
-// sequence. Anything wrong (no bucket, no permission, a snapshot of another stream, a
-// damaged object) is logged and leaves the table as it was: the follow loop bootstraps from
-// the stream instead, which gives the same table, only slower.
-func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo) bool {
+// A snapshot download that receives nothing for snapshotStallTimeout is abandoned: when the
+// broadcaster replaces the snapshot, the chunks being read are deleted, and a permission
+// missing on the bucket gets no answer at all. The table then tries once more, and after
+// that bootstraps from the stream. The first chunk may take longer: the consumer that
+// reads the chunks is created first, which on a busy cluster takes a few seconds.
+const (
+	snapshotStallTimeout = 3 * time.Second
+	snapshotStartTimeout = 10 * time.Second
+)
+
+// errSnapshotStalled ends a download that stopped receiving chunks.
+var errSnapshotStalled = errors.New("no data from the snapshot bucket")
+
+// loaded is a decoded snapshot, not yet installed.
+type loaded struct {
+	header    events.SnapshotHeader
+	users     *userTable
+	apps      appTable
+	heldApps  map[string]int64
+	heldUsers map[int64]int64
+}
+
+// loadSnapshot installs the latest snapshot of stream, if there is one, and reports whether
+// it did. The follow loop then starts after the snapshot's sequence. Anything wrong (no
+// bucket, no permission, a snapshot of another stream, a damaged object) is logged and
+// leaves the table as it was: the follow loop bootstraps from the stream instead, which
+// gives the same table, only slower.
+func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream) bool {
 	start := time.Now()
-	h, users, apps, err := t.readSnapshot(ctx, js, info)
+	snap, err := t.readSnapshot(ctx, js, stream)
+	if errors.Is(err, errSnapshotStalled) {
+		// Most likely replaced while we read it: the new one is complete.
+		snap, err = t.readSnapshot(ctx, js, stream)
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrObjectNotFound):
 		t.log.Info("no revocation snapshot yet; bootstrapping from the stream")
@@ -96,82 +138,175 @@ func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, info *
 		}
 		return false
 	}
+	h := snap.header
 	t.writeMu.Lock()
-	t.users.Store(users)
-	t.apps.Store(&apps)
+	t.users.Store(snap.users)
+	t.apps.Store(&snap.apps)
+	t.heldApps, t.heldUsers = snap.heldApps, snap.heldUsers
 	t.writeMu.Unlock()
 	t.lastSeq.Store(h.Seq)
 	t.snapshotSeq.Store(h.Seq)
-	t.log.Info("revocation snapshot loaded", zap.Uint64("seq", h.Seq), zap.Int("users", users.count),
-		zap.Int("apps", len(apps)), zap.Time("written_at", h.WrittenAt), zap.Duration("took", time.Since(start)))
+	t.log.Info("revocation snapshot loaded", zap.Uint64("seq", h.Seq), zap.Int("users", snap.users.count),
+		zap.Int("apps", len(snap.apps)), zap.Time("written_at", h.WrittenAt), zap.Duration("took", time.Since(start)))
+	if held := len(snap.heldApps) + len(snap.heldUsers); held > 0 {
+		t.log.Warn("revocation snapshot holds watermarks too far in the future; holding them back until they are within the clock skew",
+			zap.Int("held", held), zap.Duration("clock_skew", t.cfg.clockSkew))
+	}
 	return true
 }
 
-// readSnapshot fetches and decodes the snapshot into a new user table and app map, sized
-// for every subject of the stream.
-func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, info *jetstream.StreamInfo) (events.SnapshotHeader, *userTable, appTable, error) {
-	var h events.SnapshotHeader
+// readSnapshot fetches the snapshot, checks that it belongs to stream, and decodes it into
+// a new user table, sized for every subject of the stream, and app map.
+func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream) (*loaded, error) {
 	lctx, cancel := context.WithTimeout(ctx, snapshotLookupTimeout)
-	obs, err := js.ObjectStore(lctx, events.SnapshotBucket)
-	cancel()
-	if err != nil {
-		return h, nil, nil, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, snapshotReadTimeout)
 	defer cancel()
-	obj, err := obs.Get(rctx, events.SnapshotObject)
+	obs, err := js.ObjectStore(lctx, events.SnapshotBucket)
 	if err != nil {
-		return h, nil, nil, err
+		return nil, err
 	}
-	defer obj.Close()
-	r, err := events.NewSnapshotReader(obj)
+	obj, err := obs.GetInfo(lctx, events.SnapshotObject)
 	if err != nil {
-		return h, nil, nil, err
+		return nil, err
 	}
-	h = r.Header()
+	body, err := openChunks(ctx, js, obj)
+	if err != nil {
+		return nil, err
+	}
+	defer body.close()
+	r, err := events.NewSnapshotReader(body)
+	if err != nil {
+		return nil, err
+	}
+	h := r.Header()
+	// The first chunk may have taken a while: a new bound for the checks.
+	cancel()
+	lctx, cancel = context.WithTimeout(ctx, snapshotLookupTimeout)
+	defer cancel()
+	info := stream.CachedInfo()
+	if h.Seq > info.State.LastSeq {
+		// Perhaps written after this table looked the stream up.
+		if info, err = stream.Info(lctx); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case !h.StreamCreated.Equal(info.Created):
-		return h, nil, nil, fmt.Errorf("snapshot of a stream created at %s, this one was created at %s",
+		return nil, fmt.Errorf("snapshot of a stream created at %s, this one was created at %s",
 			h.StreamCreated.UTC().Format(time.RFC3339Nano), info.Created.UTC().Format(time.RFC3339Nano))
 	case h.Seq > info.State.LastSeq:
-		return h, nil, nil, fmt.Errorf("snapshot at sequence %d, beyond the stream's last %d", h.Seq, info.State.LastSeq)
+		return nil, fmt.Errorf("snapshot at sequence %d, beyond the stream's last %d", h.Seq, info.State.LastSeq)
+	case h.Seq > 0:
+		// A stream restored from a backup keeps its creation time; once it has grown past
+		// the snapshot's sequence, only the time the event at that sequence was stored
+		// tells the two apart.
+		msg, err := stream.GetMsg(lctx, h.Seq)
+		if err != nil {
+			return nil, fmt.Errorf("event %d of the snapshot: %w", h.Seq, err)
+		}
+		if msg.Time.After(h.WrittenAt.Add(t.cfg.clockSkew)) {
+			return nil, fmt.Errorf("event %d was stored at %s, after the snapshot was written (%s): the stream was restored or rewritten",
+				h.Seq, msg.Time.UTC().Format(time.RFC3339), h.WrittenAt.UTC().Format(time.RFC3339))
+		}
 	}
 
-	users := newUserTable(int(info.State.NumSubjects))
-	apps := appTable{}
-	limit := t.cfg.now().Add(t.cfg.clockSkew).UnixNano()
-	var refused uint64
+	snap := &loaded{header: h, users: newUserTable(int(info.State.NumSubjects)), apps: appTable{},
+		heldApps: map[string]int64{}, heldUsers: map[int64]int64{}}
+	limit := t.heldLimit()
 	err = r.Read(func(id string, nb int64) {
 		if nb > limit {
-			refused++
+			snap.heldApps[id] = max(snap.heldApps[id], nb)
 			return
 		}
-		v, ok := apps[id]
+		v, ok := snap.apps[id]
 		if !ok {
 			v = new(atomic.Int64)
-			apps[id] = v
+			snap.apps[id] = v
 		}
 		if nb > v.Load() {
 			v.Store(nb)
 		}
 	}, func(id, nb int64) {
 		if nb > limit {
-			refused++
+			snap.heldUsers[id] = max(snap.heldUsers[id], nb)
 			return
 		}
-		if users.full() {
-			users = users.rebuilt(2*users.count+1, 0)
+		if snap.users.full() {
+			snap.users = snap.users.rebuilt(2*snap.users.count+1, 0)
 		}
-		users.put(id, nb)
+		snap.users.put(id, nb)
 	})
 	if err != nil {
-		return h, nil, nil, err
+		return nil, err
 	}
-	if refused > 0 {
-		// As for events: a watermark too far in the future would lock users out.
-		t.refused.Add(refused)
-		t.log.Warn("revocation snapshot holds watermarks too far in the future; refused them",
-			zap.Uint64("refused", refused), zap.Duration("clock_skew", t.cfg.clockSkew))
+	t.held.Add(uint64(len(snap.heldApps) + len(snap.heldUsers)))
+	return snap, nil
+}
+
+// chunks reads an object's chunks in order from an ordered consumer and checks their
+// digest at the end. Unlike ObjectStore.Get, it gives up when no chunk comes for a while.
+type chunks struct {
+	ctx    context.Context
+	it     jetstream.MessagesContext
+	left   uint32 // chunks still to read
+	wait   time.Duration
+	buf    []byte
+	digest hash.Hash
+	want   []byte
+}
+
+func openChunks(ctx context.Context, js jetstream.JetStream, obj *jetstream.ObjectInfo) (*chunks, error) {
+	want, err := jetstream.DecodeObjectDigest(obj.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot digest %q: %w", obj.Digest, err)
 	}
-	return h, users, apps, nil
+	c := &chunks{ctx: ctx, left: obj.Chunks, wait: snapshotStartTimeout, digest: sha256.New(), want: want}
+	if c.left == 0 {
+		return c, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, "OBJ_"+events.SnapshotBucket, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + events.SnapshotBucket + ".C." + obj.NUID},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A few chunks in flight (128 KiB each by default) keep the transfer going without
+	// buffering the whole object.
+	if c.it, err = cons.Messages(jetstream.PullMaxMessages(16)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *chunks) close() {
+	if c.it != nil {
+		c.it.Stop()
+	}
+}
+
+func (c *chunks) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		if c.left == 0 {
+			if !bytes.Equal(c.digest.Sum(nil), c.want) {
+				return 0, jetstream.ErrDigestMismatch
+			}
+			return 0, io.EOF
+		}
+		ctx, cancel := context.WithTimeoutCause(c.ctx, c.wait, errSnapshotStalled)
+		msg, err := c.it.Next(jetstream.NextContext(ctx))
+		cause := context.Cause(ctx)
+		cancel()
+		if err != nil {
+			if errors.Is(cause, errSnapshotStalled) {
+				err = errSnapshotStalled
+			}
+			return 0, fmt.Errorf("snapshot: %w", err)
+		}
+		c.buf = msg.Data()
+		c.digest.Write(c.buf)
+		c.left--
+		c.wait = snapshotStallTimeout
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"sync"
 	"testing"
@@ -231,18 +232,27 @@ func TestSnapshotNotUsed(t *testing.T) {
 	}
 }
 
-// TestSnapshotRefusesFutureWatermarks: as with events, a watermark past the clock skew is
-// refused and counted, and the rest of the snapshot is used.
-func TestSnapshotRefusesFutureWatermarks(t *testing.T) {
+// withClock runs a table on a clock offset from this machine's.
+func withClock(offset time.Duration) Option {
+	return func(c *config) error {
+		c.now = func() time.Time { return time.Now().Add(offset) }
+		return nil
+	}
+}
+
+// TestSnapshotHoldsFutureWatermarks: as with events, a watermark past the clock skew is held
+// back and counted, and the rest of the snapshot applies at once.
+func TestSnapshotHoldsFutureWatermarks(t *testing.T) {
 	f := newFixture(t)
 	nb := time.Now().Add(-time.Minute)
 	eventstest.Publish(t, f.js, mustUser(t, 1, nb))
 	info := f.streamInfo(t)
+	ahead := time.Now().Add(time.Hour).UnixNano()
 	var buf bytes.Buffer
-	w := events.NewSnapshotWriter(&buf, events.SnapshotHeader{Seq: info.State.LastSeq, StreamCreated: info.Created})
-	_ = w.App("shop", time.Now().Add(time.Hour).UnixNano())
+	w := events.NewSnapshotWriter(&buf, events.SnapshotHeader{Seq: info.State.LastSeq, StreamCreated: info.Created, WrittenAt: time.Now()})
+	_ = w.App("shop", ahead)
 	_ = w.User(1, nb.UnixNano())
-	_ = w.User(2, time.Now().Add(time.Hour).UnixNano())
+	_ = w.User(2, ahead)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -250,11 +260,121 @@ func TestSnapshotRefusesFutureWatermarks(t *testing.T) {
 
 	tab := f.readyTable(t)
 	got := dump(tab)
-	if s := tab.Stats(); s.SnapshotSequence == 0 || s.EventsRefused != 2 {
-		t.Fatalf("stats = %+v, want the snapshot used and 2 refused", s)
+	if s := tab.Stats(); s.SnapshotSequence == 0 || s.EventsHeld != 2 || s.Held != 2 {
+		t.Fatalf("stats = %+v, want the snapshot used and 2 held back", s)
 	}
 	if len(got.apps) != 0 || len(got.users) != 1 || got.users[1] != nb.UnixNano() {
 		t.Fatalf("table = %+v, want user 1 only", got)
+	}
+	// The held watermarks go into the next snapshot: a table whose clock has reached them
+	// applies them at once.
+	var again bytes.Buffer
+	if _, err := tab.WriteSnapshot(&again); err != nil {
+		t.Fatal(err)
+	}
+	f.putSnapshot(t, again.Bytes())
+	later := f.readyTable(t, withClock(2*time.Hour))
+	if got := dump(later); got.apps["shop"] != ahead || got.users[2] != ahead {
+		t.Fatalf("table two hours later = %+v, want shop and user 2 at %d", got, ahead)
+	}
+}
+
+// TestSnapshotKeepsHeldEvents: an event held back by the writer is not lost for tables
+// that start from its snapshot once the watermark's time has come.
+func TestSnapshotKeepsHeldEvents(t *testing.T) {
+	f := newFixture(t)
+	eventstest.Publish(t, f.js, mustUser(t, 1, time.Now().Add(-time.Minute)))
+	eventstest.Publish(t, f.js, mustUser(t, 2, time.Now().Add(30*time.Second)))
+	writer := f.readyTable(t, WithSnapshot(false))
+	f.caughtUp(t, writer)
+	h := f.writeSnapshot(t, writer)
+
+	later := withClock(time.Minute)
+	fromStream := f.readyTable(t, WithSnapshot(false), later)
+	fromSnapshot := f.readyTable(t, later)
+	f.caughtUp(t, fromStream)
+	f.caughtUp(t, fromSnapshot)
+	if fromSnapshot.Stats().SnapshotSequence != h.Seq {
+		t.Fatal("snapshot not used")
+	}
+	sameContents(t, dump(fromSnapshot), dump(fromStream))
+	if fromSnapshot.NotBefore("", 2).IsZero() {
+		t.Fatal("user 2's watermark is lost")
+	}
+}
+
+// TestWriteSnapshotWhileTheTableGrows: events applied between the moment WriteSnapshot
+// reads the sequence and the moment it reads the table, even when they make the table
+// grow into a new array, never leave the snapshot claiming a sequence it does not hold.
+func TestWriteSnapshotWhileTheTableGrows(t *testing.T) {
+	tab := newTestTable(t)
+	nb := time.Now().Add(-time.Minute)
+	var seq uint64
+	applyNext := func(id int64) {
+		tab.apply(mustUserFast(id, nb))
+		seq++
+		tab.lastSeq.Store(seq)
+	}
+	for id := int64(1); id <= 40; id++ {
+		applyNext(id)
+	}
+	tab.ready.Store(true)
+	tab.testHookWriteSnapshot = func() {
+		before := tab.users.Load()
+		for id := int64(41); id <= 2000; id++ {
+			applyNext(id)
+		}
+		if tab.users.Load() == before {
+			t.Fatal("the table did not grow; the test proves nothing")
+		}
+	}
+	var buf bytes.Buffer
+	h, err := tab.WriteSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := events.NewSnapshotReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[int64]bool{}
+	if err := r.Read(func(string, int64) {}, func(id, _ int64) { users[id] = true }); err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= int64(h.Seq); id++ {
+		if !users[id] {
+			t.Fatalf("snapshot at seq %d lacks user %d (event %d)", h.Seq, id, id)
+		}
+	}
+}
+
+// TestRunAgainResumes: a table run a second time resumes from its own last event, not from
+// the snapshot.
+func TestRunAgainResumes(t *testing.T) {
+	f := newFixture(t)
+	nb := time.Now().Add(-time.Minute)
+	eventstest.Publish(t, f.js, mustUser(t, 1, nb))
+	writer := f.readyTable(t)
+	f.caughtUp(t, writer)
+	h := f.writeSnapshot(t, writer)
+
+	tab, err := New(f.srv.Connect(), WithKeyfunc(f.keyfunc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tab.Run(ctx) }()
+		eventstest.Publish(t, f.js, mustUser(t, int64(round+2), nb))
+		f.caughtUp(t, tab)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := tab.Stats(); s.SnapshotSequence != h.Seq || s.Users != 3 || s.EventsApplied != 2 {
+		t.Fatalf("stats = %+v, want the snapshot at %d loaded once, then 2 events applied", s, h.Seq)
 	}
 }
 
@@ -276,4 +396,46 @@ func TestWriteSnapshotRefuses(t *testing.T) {
 			t.Fatalf("err = %v, %d bytes written, want errSnapshotPrunes and nothing", err, buf.Len())
 		}
 	})
+}
+
+// TestSnapshotReplacedWhileRead: replacing the snapshot deletes the chunks a reader is in
+// the middle of; the reader gives up after snapshotStallTimeout instead of waiting for
+// its whole deadline, so the table can read the new one.
+func TestSnapshotReplacedWhileRead(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	obs := f.snapshots(t)
+	data := make([]byte, 8<<20) // 64 chunks, far more than a reader keeps in flight
+	info, err := obs.PutBytes(ctx, events.SnapshotObject, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := openChunks(ctx, f.js, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.PutBytes(ctx, events.SnapshotObject, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, c); !errors.Is(err, errSnapshotStalled) {
+		t.Fatalf("reading a replaced snapshot: err = %v, want errSnapshotStalled", err)
+	}
+
+	// The whole object, read from the start, passes its digest check.
+	info, err = obs.GetInfo(ctx, events.SnapshotObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := openChunks(ctx, f.js, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.close()
+	if n, err := io.Copy(io.Discard, c2); err != nil || n != int64(len(data)) {
+		t.Fatalf("read %d bytes, %v; want %d, nil", n, err, len(data))
+	}
 }

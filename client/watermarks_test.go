@@ -122,16 +122,38 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 	}
 }
 
-func TestApplyRefusesFutureWatermark(t *testing.T) {
+func TestApplyHoldsFutureWatermark(t *testing.T) {
 	tab := newTestTable(t, WithClockSkew(time.Second))
-	if tab.apply(mustUser(t, 7, time.Now().Add(time.Minute))) {
-		t.Fatal("apply of a watermark a minute ahead = true, want refused")
+	clock := time.Now()
+	tab.cfg.now = func() time.Time { return clock }
+	ahead := clock.Add(time.Minute)
+	if tab.apply(mustUser(t, 7, ahead)) || tab.apply(mustApp(t, "shop", ahead)) {
+		t.Fatal("apply of a watermark a minute ahead = true, want held back")
 	}
-	if !tab.apply(mustUser(t, 7, time.Now().Add(500*time.Millisecond))) {
+	if !tab.NotBefore("shop", 7).IsZero() {
+		t.Fatalf("held watermark applies: %s", tab.NotBefore("shop", 7))
+	}
+	if !tab.apply(mustUser(t, 8, clock.Add(500*time.Millisecond))) {
 		t.Fatal("apply of a watermark within the skew = false, want applied")
 	}
-	if s := tab.Stats(); s.EventsRefused != 1 || s.EventsApplied != 1 {
-		t.Fatalf("refused, applied = %d, %d, want 1, 1", s.EventsRefused, s.EventsApplied)
+	if s := tab.Stats(); s.EventsHeld != 2 || s.Held != 2 || s.EventsApplied != 1 {
+		t.Fatalf("held, still held, applied = %d, %d, %d, want 2, 2, 1", s.EventsHeld, s.Held, s.EventsApplied)
+	}
+	if n := tab.releaseHeld(); n != 0 {
+		t.Fatalf("released %d watermarks still ahead", n)
+	}
+	clock = clock.Add(59 * time.Second) // ahead is now within the skew
+	if n := tab.releaseHeld(); n != 2 {
+		t.Fatalf("released %d, want 2", n)
+	}
+	if got := tab.NotBefore("shop", 7); !got.Equal(ahead) {
+		t.Fatalf("watermark after release = %s, want %s", got, ahead)
+	}
+	if got := tab.NotBefore("other", 7); !got.Equal(ahead) {
+		t.Fatalf("user watermark after release = %s, want %s", got, ahead)
+	}
+	if s := tab.Stats(); s.Held != 0 {
+		t.Fatalf("still held = %d, want 0", s.Held)
 	}
 }
 

@@ -35,7 +35,8 @@ const (
 //	users   blocks: u32 n (1..snapshotBlock) | n * (i64 user id | i64 watermark); then u32 0
 //	end     nothing after the last block
 //
-// Watermarks are Unix nanoseconds. Users come in blocks so that a writer need not know
+// Watermarks are Unix nanoseconds. An id may appear more than once; readers keep its highest
+// watermark. Users come in blocks so that a writer need not know
 // their number in advance: it reads the table while the table keeps changing.
 const (
 	snapshotMagic  = "rvcsnap\x00"
@@ -176,7 +177,7 @@ func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
 	s := &SnapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
 	b := make([]byte, snapshotHeader)
 	if _, err := io.ReadFull(s.r, b); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrSnapshot, err)
+		return nil, truncated("header", err)
 	}
 	if string(b[:8]) != snapshotMagic {
 		return nil, fmt.Errorf("%w: not a revocast snapshot", ErrSnapshot)
@@ -260,7 +261,7 @@ func (s *SnapshotReader) Read(app func(id string, notBefore int64), user func(id
 	case n > 0:
 		return fmt.Errorf("%w: data after the last block", ErrSnapshot)
 	case err != io.EOF:
-		return fmt.Errorf("%w: after the last block: %v", ErrSnapshot, err)
+		return fmt.Errorf("%w: after the last block: %w", ErrSnapshot, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -198,4 +199,25 @@ func FuzzSnapshotReader(f *testing.F) {
 			}
 		})
 	})
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestSnapshotReaderKeepsTheCause: an error from the underlying reader stays reachable with
+// errors.Is, so a caller can tell a stalled download (worth a retry) from a bad snapshot.
+func TestSnapshotReaderKeepsTheCause(t *testing.T) {
+	cause := errors.New("stalled")
+	if _, err := events.NewSnapshotReader(failingReader{cause}); !errors.Is(err, cause) || !errors.Is(err, events.ErrSnapshot) {
+		t.Fatalf("header: err = %v, want both ErrSnapshot and the cause", err)
+	}
+	_, good := goldenSnapshot(t)
+	r, err := events.NewSnapshotReader(io.MultiReader(bytes.NewReader(good[:50]), failingReader{cause}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Read(func(string, int64) {}, func(int64, int64) {}); !errors.Is(err, cause) {
+		t.Fatalf("entries: err = %v, want the cause", err)
+	}
 }
