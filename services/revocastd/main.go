@@ -235,9 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var snapshots *snapshot.Writer
 	if cfg.snapshotEvery > 0 {
-		if snapshots, err = snapshot.Open(ctx, js, replicas, table, log.Named("snapshot")); err != nil {
-			return err
-		}
+		snapshots = snapshot.New(js, replicas, table, log.Named("snapshot"))
 	}
 	tableCtx, stopTable := context.WithCancel(context.WithoutCancel(ctx))
 	tableDone := make(chan struct{})

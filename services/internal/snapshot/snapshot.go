@@ -43,40 +43,49 @@ type Table interface {
 	Stats() client.Stats
 }
 
-// Writer writes snapshots of one table to the snapshot bucket.
+// Writer writes snapshots of one table to the snapshot bucket. It is not safe for
+// concurrent use: one goroutine runs [Writer.Run].
 type Writer struct {
-	table Table
-	obs   jetstream.ObjectStore
-	log   *zap.Logger
+	js       jetstream.JetStream
+	replicas int
+	table    Table
+	log      *zap.Logger
+	obs      jetstream.ObjectStore // nil until the bucket is open
+	failing  string                // the last error logged, to log each new one once
 }
 
-// Open creates the snapshot bucket, or updates its configuration, and returns a writer.
-func Open(ctx context.Context, js jetstream.JetStream, replicas int, table Table, log *zap.Logger) (*Writer, error) {
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+// New returns a writer. It opens (and creates) the bucket when it first writes, so that a
+// NATS user without permission on it costs the snapshots, not the service.
+func New(js jetstream.JetStream, replicas int, table Table, log *zap.Logger) *Writer {
+	return &Writer{js: js, replicas: replicas, table: table, log: log}
+}
+
+// bucket creates the snapshot bucket, or updates its configuration, once.
+func (w *Writer) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
+	if w.obs != nil {
+		return w.obs, nil
+	}
+	obs, err := w.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      events.SnapshotBucket,
 		Description: "revocast: the revocation table at a stream sequence, for clients to start from",
 		TTL:         TTL,
 		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+		Replicas:    w.replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("snapshot bucket %s: %w", events.SnapshotBucket, err)
+		return nil, fmt.Errorf("snapshot bucket %s (the NATS user needs the permissions in deployments/nats/accounts.conf): %w", events.SnapshotBucket, err)
 	}
-	return &Writer{table: table, obs: obs, log: log}, nil
+	w.obs = obs
+	return obs, nil
 }
 
-// Run writes a snapshot every interval when the table has moved past the stored one, until
-// ctx is done. Failures are logged and tried again at the next interval: without a current
-// snapshot clients are only slower to start.
+// Run writes a snapshot when the table has moved past the stored one, checking at once and
+// then every interval, until ctx is done. Failures are logged (each new one once) and tried
+// again at the next interval: without a current snapshot clients are only slower to start.
 func (w *Writer) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
 		info, err := w.WriteIfBehind(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -84,10 +93,24 @@ func (w *Writer) Run(ctx context.Context, interval time.Duration) {
 		case errors.Is(err, client.ErrNotReady):
 			// The table is still bootstrapping; next time.
 		case err != nil:
-			w.log.Warn("revocation snapshot not written; trying again later", zap.Duration("in", interval), zap.Error(err))
-		case info != nil:
-			w.log.Debug("revocation snapshot written", zap.String("seq", info.Metadata[metaSeq]),
-				zap.Uint64("bytes", info.Size), zap.Uint32("chunks", info.Chunks))
+			if err.Error() != w.failing {
+				w.failing = err.Error()
+				w.log.Warn("revocation snapshot not written; trying again every interval", zap.Duration("interval", interval), zap.Error(err))
+			}
+		default:
+			if w.failing != "" {
+				w.failing = ""
+				w.log.Info("revocation snapshots work again")
+			}
+			if info != nil {
+				w.log.Debug("revocation snapshot stored", zap.String("seq", info.Metadata[metaSeq]),
+					zap.Uint64("bytes", info.Size), zap.Uint32("chunks", info.Chunks))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
@@ -95,6 +118,10 @@ func (w *Writer) Run(ctx context.Context, interval time.Duration) {
 // WriteIfBehind writes a snapshot when the stored one is older than the table, or older than
 // refreshAfter. It returns the new object's info, or nil when nothing was due.
 func (w *Writer) WriteIfBehind(ctx context.Context) (*jetstream.ObjectInfo, error) {
+	obs, err := w.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st := w.table.Stats()
 	if !st.Ready {
 		return nil, client.ErrNotReady
@@ -103,7 +130,7 @@ func (w *Writer) WriteIfBehind(ctx context.Context) (*jetstream.ObjectInfo, erro
 	if seq == 0 {
 		return nil, nil // an empty stream needs no snapshot
 	}
-	stored, err := w.obs.GetInfo(ctx, events.SnapshotObject)
+	stored, err := obs.GetInfo(ctx, events.SnapshotObject)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 	case err != nil:
@@ -119,6 +146,10 @@ func (w *Writer) WriteIfBehind(ctx context.Context) (*jetstream.ObjectInfo, erro
 
 // Write writes a snapshot of the table now, streaming it into the bucket.
 func (w *Writer) Write(ctx context.Context) (*jetstream.ObjectInfo, error) {
+	obs, err := w.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	// The snapshot's own sequence is read when the table is, and is at least this one.
 	// Put writes the metadata after the content, but takes it before.
@@ -130,12 +161,13 @@ func (w *Writer) Write(ctx context.Context) (*jetstream.ObjectInfo, error) {
 		written <- h
 		pw.CloseWithError(err) // nil: Put reads to EOF
 	}()
-	info, err := w.obs.Put(ctx, jetstream.ObjectMeta{
+	info, err := obs.Put(ctx, jetstream.ObjectMeta{
 		Name:        events.SnapshotObject,
 		Description: "revocation table snapshot",
 		Metadata:    map[string]string{metaSeq: strconv.FormatUint(seq, 10)},
 	}, pr)
-	// If Put gave up early, this unblocks the table's writer.
+	// If Put gave up early, this unblocks the table's writer. (Put deletes the chunks it
+	// wrote when it fails, except when ctx is already done: the bucket's TTL clears those.)
 	pr.CloseWithError(errors.New("snapshot upload ended"))
 	h := <-written
 	if err != nil {

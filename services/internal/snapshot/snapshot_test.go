@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
@@ -77,11 +80,7 @@ func (f *fixture) reset(t *testing.T, users ...int64) uint64 {
 
 func (f *fixture) writer(t *testing.T, tab snapshot.Table) *snapshot.Writer {
 	t.Helper()
-	w, err := snapshot.Open(context.Background(), f.js, 1, tab, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
+	return snapshot.New(f.js, 1, tab, zaptest.NewLogger(t))
 }
 
 // chunks counts the messages in the bucket's stream: chunks and metadata.
@@ -219,5 +218,36 @@ func TestRunWritesWhenEventsCome(t *testing.T) {
 			t.Fatalf("no snapshot at seq %d: %v, %v", seq, info, err)
 		}
 		time.Sleep(10 * time.Millisecond) // bounded poll
+	}
+}
+
+// TestBucketTroubleIsLoggedOnce: when the bucket cannot be created (here: 3 replicas on a
+// single server; in production, a NATS user without the permissions), Run keeps going and
+// logs the error once, not at every interval.
+func TestBucketTroubleIsLoggedOnce(t *testing.T) {
+	f := newFixture(t)
+	seq := f.reset(t, 1)
+	tab := f.table(t)
+	atSeq(t, tab, seq)
+	core, logs := observer.New(zap.WarnLevel)
+	w := snapshot.New(f.js, 3, tab, zap.New(core))
+	if _, err := w.WriteIfBehind(context.Background()); err == nil || !strings.Contains(err.Error(), "accounts.conf") {
+		t.Fatalf("WriteIfBehind = %v, want the bucket error with a hint", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, 5*time.Millisecond) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessageSnippet("not written").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no warning logged")
+		}
+		time.Sleep(5 * time.Millisecond) // bounded poll
+	}
+	time.Sleep(100 * time.Millisecond) // let Run retry about 20 times
+	cancel()
+	<-done
+	if n := logs.FilterMessageSnippet("not written").Len(); n != 1 {
+		t.Fatalf("%d warnings logged, want 1", n)
 	}
 }
