@@ -240,9 +240,14 @@ func TestCluster(t *testing.T) {
 
 	t.Run("ThreeReplicas", func(t *testing.T) {
 		for _, name := range []string{events.StreamName, "KV_" + store.AppsBucket, "KV_" + store.KeysBucket, "OBJ_" + events.SnapshotBucket} {
+			// The snapshot writer creates its bucket on its own goroutine, at start.
 			s, err := bjs.Stream(ctx, name)
+			for deadline := time.Now().Add(10 * time.Second); errors.Is(err, jetstream.ErrStreamNotFound) && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond) // bounded poll
+				s, err = bjs.Stream(ctx, name)
+			}
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", name, err)
 			}
 			info := s.CachedInfo()
 			if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {

@@ -287,13 +287,13 @@ func TestSnapshotForNewClients(t *testing.T) {
 	for id := 1; id <= 50; id++ {
 		reset(id)
 	}
-	obs, err := js.ObjectStore(ctx, events.SnapshotBucket)
-	if err != nil {
-		t.Fatalf("snapshot bucket: %v", err)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		info, err := obs.GetInfo(ctx, events.SnapshotObject)
+		obs, err := js.ObjectStore(ctx, events.SnapshotBucket)
+		var info *jetstream.ObjectInfo
+		if err == nil {
+			info, err = obs.GetInfo(ctx, events.SnapshotObject)
+		}
 		if err == nil && info.Metadata["seq"] == "50" {
 			break
 		}

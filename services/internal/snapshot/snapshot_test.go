@@ -204,13 +204,14 @@ func TestRunWritesWhenEventsCome(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	seq := f.reset(t, 5, 6, 7)
-	obs, err := f.js.ObjectStore(ctx, events.SnapshotBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		info, err := obs.GetInfo(ctx, events.SnapshotObject)
+		// Run creates the bucket on its first round.
+		obs, err := f.js.ObjectStore(ctx, events.SnapshotBucket)
+		var info *jetstream.ObjectInfo
+		if err == nil {
+			info, err = obs.GetInfo(ctx, events.SnapshotObject)
+		}
 		if err == nil && info.Metadata["seq"] == strconv.FormatUint(seq, 10) {
 			break
 		}
