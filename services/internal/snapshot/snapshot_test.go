@@ -252,3 +252,30 @@ func TestBucketTroubleIsLoggedOnce(t *testing.T) {
 		t.Fatalf("%d warnings logged, want 1", n)
 	}
 }
+
+// TestWriteGivesUpCleanly: a write whose context ends returns an error once the table has
+// stopped writing into it, and leaves the stored snapshot as it was.
+func TestWriteGivesUpCleanly(t *testing.T) {
+	f := newFixture(t)
+	seq := f.reset(t, 1, 2)
+	tab := f.table(t)
+	atSeq(t, tab, seq)
+	w := f.writer(t, tab)
+	if _, err := w.Write(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.bucketMsgs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if info, err := w.Write(ctx); err == nil {
+		t.Fatalf("Write with a cancelled context = %+v, want an error", info)
+	}
+	if got := f.bucketMsgs(t); got != msgs {
+		t.Fatalf("bucket holds %d messages, want %d as before", got, msgs)
+	}
+	fresh := f.table(t)
+	atSeq(t, fresh, seq)
+	if s := fresh.Stats(); s.SnapshotSequence != seq {
+		t.Fatalf("new client: snapshot %d, want the one at %d", s.SnapshotSequence, seq)
+	}
+}
