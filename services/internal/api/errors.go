@@ -51,9 +51,20 @@ func (s *server) fail(c *gin.Context, err error) {
 		c.Header("Retry-After", strconv.Itoa(ae.retryAfter))
 	}
 	if ae.status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `APIKey realm="revocast", header="X-API-Key"`)
+		c.Header("WWW-Authenticate", challenge(c.FullPath()))
 	}
 	c.AbortWithStatusJSON(ae.status, envelope(c, ae.msg))
+}
+
+// challenge is the WWW-Authenticate of a 401 on route: the credential the route wants.
+func challenge(route string) string {
+	switch route {
+	case "/v1/apps/:app_id/tokens":
+		return `Bearer realm="revocast"` // the app credential
+	case "/v1/tokens/refresh":
+		return `Bearer realm="revocast", error="invalid_token"` // the refresh token in the body
+	}
+	return `APIKey realm="revocast", header="X-API-Key"`
 }
 
 // envelope shapes an error body the way the called API family does: the API-key calls

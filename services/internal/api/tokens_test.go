@@ -148,3 +148,27 @@ func TestJWKS(t *testing.T) {
 		t.Fatal("private key material in the JWKS")
 	}
 }
+
+// TestTokenChallenges: a 401 names the credential its route wants (RFC 7235), not the admin
+// API key of the other routes.
+func TestTokenChallenges(t *testing.T) {
+	f := newFixture(t, api.Config{})
+	b, _ := json.Marshal(map[string]string{"refresh_token": "garbled"})
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		body, want         string
+	}{
+		{"MintWantsTheAppCredential", "POST", "/v1/apps/shop/tokens", map[string]string{"Authorization": "Bearer wrong"}, `{"user_id":"1"}`, `Bearer realm="revocast"`},
+		{"RefreshNamesTheBadToken", "POST", "/v1/tokens/refresh", nil, string(b), `Bearer realm="revocast", error="invalid_token"`},
+		{"ResetWantsAnAPIKey", "POST", "/v2/users/reset/1", nil, "", `APIKey realm="revocast", header="X-API-Key"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.do(t, tt.method, tt.path, tt.header, tt.body)
+			if got := r.header.Get("WWW-Authenticate"); r.status != 401 || got != tt.want {
+				t.Fatalf("%d with WWW-Authenticate %q, want 401 with %q", r.status, got, tt.want)
+			}
+		})
+	}
+}
