@@ -73,6 +73,8 @@ type Table struct {
 	// applied once they come within it. Guarded by writeMu.
 	heldApps  map[string]int64
 	heldUsers map[int64]int64
+	// lastStored is when JetStream stored the event at lastSeq, Unix ns. Guarded by writeMu.
+	lastStored int64
 
 	running   atomic.Bool
 	following atomic.Bool // a consumer is delivering to the table
@@ -89,10 +91,6 @@ type Table struct {
 	lastWarn      atomic.Int64            // last fail-open log line, since epoch
 
 	applied, invalid, held, failOpen, pruned atomic.Uint64
-
-	// testHookWriteSnapshot runs in WriteSnapshot between reading the sequence and the
-	// table, for tests of what happens in between.
-	testHookWriteSnapshot func()
 }
 
 // confirm says: at sentAt the stream ended at lastSeq.
@@ -142,27 +140,35 @@ func (t *Table) mono() int64 { return int64(time.Since(t.epoch)) + 1 }
 // apply raises the watermark named by ev. A watermark further in the future than the clock
 // skew is held back instead, and applied once it comes within the skew: applied at once it
 // would lock the users out until then, and dropped it would be a revocation lost (a table
-// that starts later, from the stream or a snapshot, applies it). apply reports whether the
-// watermark applies now.
+// that starts later, from the stream or a snapshot, applies it). A later event on the same
+// subject replaces a held watermark, as the latest event per subject does for a table that
+// bootstraps from the stream: the publisher does not raise new events to a watermark that
+// far ahead, it takes it for a broken clock. apply reports whether the watermark applies
+// now.
 func (t *Table) apply(ev events.Event) bool {
 	nb := ev.NotBefore.UnixNano()
+	held := nb > t.heldLimit()
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
-	if nb > t.heldLimit() {
-		t.held.Add(1)
-		switch ev.Type {
-		case events.TypeAppFlushed:
-			t.heldApps[ev.AppID] = max(t.heldApps[ev.AppID], nb)
-		case events.TypeUserReset:
-			t.heldUsers[ev.UserID] = max(t.heldUsers[ev.UserID], nb)
-		}
-		return false
-	}
 	switch ev.Type {
 	case events.TypeAppFlushed:
-		t.putApp(ev.AppID, nb)
+		delete(t.heldApps, ev.AppID)
+		if held {
+			t.heldApps[ev.AppID] = nb
+		} else {
+			t.putApp(ev.AppID, nb)
+		}
 	case events.TypeUserReset:
-		t.putUser(ev.UserID, nb)
+		delete(t.heldUsers, ev.UserID)
+		if held {
+			t.heldUsers[ev.UserID] = nb
+		} else {
+			t.putUser(ev.UserID, nb)
+		}
+	}
+	if held {
+		t.held.Add(1)
+		return false
 	}
 	t.applied.Add(1)
 	return true

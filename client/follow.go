@@ -187,7 +187,12 @@ func (t *Table) handle(msg jetstream.Msg) {
 	case t.cfg.onApply != nil:
 		t.cfg.onApply(ev, seq)
 	}
+	// Under writeMu, so that WriteSnapshot reads a sequence, its time and the table that
+	// holds it all at once.
+	t.writeMu.Lock()
+	t.lastStored = md.Timestamp.UnixNano()
 	t.lastSeq.Store(seq)
+	t.writeMu.Unlock()
 	if p := t.pending.Load(); p != nil && seq >= p.lastSeq {
 		t.markFresh(p.sentAt)
 		t.pending.CompareAndSwap(p, nil)

@@ -49,17 +49,13 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 	if t.cfg.maxLifetime > 0 {
 		return events.SnapshotHeader{}, errSnapshotPrunes
 	}
-	// The sequence is read before the table: every event up to it has been applied to the
-	// generation loaded below (or to an older one it was copied from).
-	h := events.SnapshotHeader{
-		Seq:           t.lastSeq.Load(),
-		StreamCreated: time.Unix(0, t.streamCreated.Load()),
-		WrittenAt:     t.cfg.now(),
-	}
-	if t.testHookWriteSnapshot != nil {
-		t.testHookWriteSnapshot()
-	}
+	// The sequence, the time its event was stored and the table are read together, under
+	// the lock the follow loop takes to apply an event and to record its sequence. The
+	// entries themselves are read after the lock: later events may raise some of them,
+	// which a reader applies again without effect.
+	h := events.SnapshotHeader{WrittenAt: t.cfg.now(), StreamCreated: time.Unix(0, t.streamCreated.Load())}
 	t.writeMu.Lock()
+	h.Seq, h.SeqStoredAt = t.lastSeq.Load(), time.Unix(0, t.lastStored)
 	users, apps := t.users.Load(), *t.apps.Load()
 	heldApps, heldUsers := maps.Clone(t.heldApps), maps.Clone(t.heldUsers)
 	h.UsersHint = uint64(users.count)
@@ -97,14 +93,18 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 // broadcaster replaces the snapshot, the chunks being read are deleted, and a permission
 // missing on the bucket gets no answer at all. The table then tries once more, and after
 // that bootstraps from the stream. The first chunk may take longer: the consumer that
-// reads the chunks is created first, which on a busy cluster takes a few seconds.
+// reads the chunks is created first, which on a busy cluster takes a few seconds; without
+// it (most likely no permission to read the bucket) the table does not try again.
 const (
 	snapshotStallTimeout = 3 * time.Second
 	snapshotStartTimeout = 10 * time.Second
 )
 
-// errSnapshotStalled ends a download that stopped receiving chunks.
-var errSnapshotStalled = errors.New("no data from the snapshot bucket")
+// Errors that end a download: no first chunk, or no next chunk.
+var (
+	errSnapshotNotStarted = errors.New("no data from the snapshot bucket (may this NATS user read it? see deployments/nats/accounts.conf)")
+	errSnapshotStalled    = errors.New("the snapshot stopped arriving")
+)
 
 // loaded is a decoded snapshot, not yet installed.
 type loaded struct {
@@ -143,8 +143,9 @@ func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, stream
 	t.users.Store(snap.users)
 	t.apps.Store(&snap.apps)
 	t.heldApps, t.heldUsers = snap.heldApps, snap.heldUsers
-	t.writeMu.Unlock()
+	t.lastStored = h.SeqStoredAt.UnixNano()
 	t.lastSeq.Store(h.Seq)
+	t.writeMu.Unlock()
 	t.snapshotSeq.Store(h.Seq)
 	t.log.Info("revocation snapshot loaded", zap.Uint64("seq", h.Seq), zap.Int("users", snap.users.count),
 		zap.Int("apps", len(snap.apps)), zap.Time("written_at", h.WrittenAt), zap.Duration("took", time.Since(start)))
@@ -197,15 +198,14 @@ func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream
 		return nil, fmt.Errorf("snapshot at sequence %d, beyond the stream's last %d", h.Seq, info.State.LastSeq)
 	case h.Seq > 0:
 		// A stream restored from a backup keeps its creation time; once it has grown past
-		// the snapshot's sequence, only the time the event at that sequence was stored
-		// tells the two apart.
+		// the snapshot's sequence, the event stored there is another one.
 		msg, err := stream.GetMsg(lctx, h.Seq)
 		if err != nil {
 			return nil, fmt.Errorf("event %d of the snapshot: %w", h.Seq, err)
 		}
-		if msg.Time.After(h.WrittenAt.Add(t.cfg.clockSkew)) {
-			return nil, fmt.Errorf("event %d was stored at %s, after the snapshot was written (%s): the stream was restored or rewritten",
-				h.Seq, msg.Time.UTC().Format(time.RFC3339), h.WrittenAt.UTC().Format(time.RFC3339))
+		if !msg.Time.Equal(h.SeqStoredAt) {
+			return nil, fmt.Errorf("event %d was stored at %s, the snapshot's at %s: the stream was restored or rewritten",
+				h.Seq, msg.Time.UTC().Format(time.RFC3339Nano), h.SeqStoredAt.UTC().Format(time.RFC3339Nano))
 		}
 	}
 
@@ -265,6 +265,8 @@ func openChunks(ctx context.Context, js jetstream.JetStream, obj *jetstream.Obje
 	}
 	cons, err := js.OrderedConsumer(ctx, "OBJ_"+events.SnapshotBucket, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"$O." + events.SnapshotBucket + ".C." + obj.NUID},
+		// A resource server may not delete consumers: the server drops this one soon.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return nil, err
@@ -291,13 +293,23 @@ func (c *chunks) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
+		started := c.wait == snapshotStallTimeout
 		ctx, cancel := context.WithTimeoutCause(c.ctx, c.wait, errSnapshotStalled)
+		// Next may ignore its context while the ordered consumer recreates itself (after a
+		// reconnect); stopping the iterator ends it.
+		stop := context.AfterFunc(ctx, c.it.Stop)
 		msg, err := c.it.Next(jetstream.NextContext(ctx))
+		stop()
 		cause := context.Cause(ctx)
 		cancel()
 		if err != nil {
 			if errors.Is(cause, errSnapshotStalled) {
-				err = errSnapshotStalled
+				// Stalled after the first chunk: most likely replaced under us, worth a
+				// retry. No first chunk at all: most likely no permission, not worth one.
+				err = errSnapshotNotStarted
+				if started {
+					err = errSnapshotStalled
+				}
 			}
 			return 0, fmt.Errorf("snapshot: %w", err)
 		}

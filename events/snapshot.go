@@ -30,7 +30,7 @@ const (
 // Binary layout, every integer little-endian:
 //
 //	header  magic "rvcsnap\x00" | u32 version | u64 seq | i64 stream created (Unix ns)
-//	        | i64 written at (Unix ns) | u64 users hint
+//	        | i64 seq stored at (Unix ns) | i64 written at (Unix ns) | u64 users hint
 //	apps    repeated: u16 id length (1..MaxAppIDLen) | id | i64 watermark; then u16 0
 //	users   blocks: u32 n (1..snapshotBlock) | n * (i64 user id | i64 watermark); then u32 0
 //	end     nothing after the last block
@@ -40,7 +40,7 @@ const (
 // their number in advance: it reads the table while the table keeps changing.
 const (
 	snapshotMagic  = "rvcsnap\x00"
-	snapshotHeader = 8 + 4 + 8 + 8 + 8 + 8
+	snapshotHeader = 8 + 4 + 8 + 8 + 8 + 8 + 8
 	snapshotBlock  = 4096
 	userEntry      = 16
 )
@@ -58,6 +58,10 @@ type SnapshotHeader struct {
 	// StreamCreated is the creation time of the stream that Seq belongs to, so that a
 	// snapshot of a stream that was since deleted and created again is not used.
 	StreamCreated time.Time
+	// SeqStoredAt is when JetStream stored the event at Seq. A stream restored from a backup
+	// keeps its creation time, but once it has grown past Seq again, the event there was
+	// stored at another time.
+	SeqStoredAt time.Time
 	// WrittenAt is when the writer started the snapshot.
 	WrittenAt time.Time
 	// UsersHint is about how many users the snapshot holds, to size a table ahead.
@@ -82,6 +86,7 @@ func NewSnapshotWriter(w io.Writer, h SnapshotHeader) *SnapshotWriter {
 	b = binary.LittleEndian.AppendUint32(b, SnapshotVersion)
 	b = binary.LittleEndian.AppendUint64(b, h.Seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.StreamCreated.UnixNano()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(h.SeqStoredAt.UnixNano()))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.WrittenAt.UnixNano()))
 	b = binary.LittleEndian.AppendUint64(b, h.UsersHint)
 	_, s.err = s.w.Write(b)
@@ -188,8 +193,9 @@ func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
 	s.header = SnapshotHeader{
 		Seq:           binary.LittleEndian.Uint64(b[12:]),
 		StreamCreated: time.Unix(0, int64(binary.LittleEndian.Uint64(b[20:]))),
-		WrittenAt:     time.Unix(0, int64(binary.LittleEndian.Uint64(b[28:]))),
-		UsersHint:     binary.LittleEndian.Uint64(b[36:]),
+		SeqStoredAt:   time.Unix(0, int64(binary.LittleEndian.Uint64(b[28:]))),
+		WrittenAt:     time.Unix(0, int64(binary.LittleEndian.Uint64(b[36:]))),
+		UsersHint:     binary.LittleEndian.Uint64(b[44:]),
 	}
 	return s, nil
 }

@@ -35,6 +35,7 @@ func goldenSnapshot(t testing.TB) (events.SnapshotHeader, []byte) {
 	h := events.SnapshotHeader{
 		Seq:           42,
 		StreamCreated: time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC),
+		SeqStoredAt:   time.Date(2026, 11, 23, 9, 30, 14, 987654321, time.UTC),
 		WrittenAt:     time.Date(2026, 11, 23, 9, 30, 15, 123456789, time.UTC),
 		UsersHint:     2,
 	}
@@ -76,7 +77,8 @@ func TestSnapshotGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Read(golden): %v", err)
 	}
-	if back.Seq != h.Seq || !back.StreamCreated.Equal(h.StreamCreated) || !back.WrittenAt.Equal(h.WrittenAt) || back.UsersHint != h.UsersHint {
+	if back.Seq != h.Seq || !back.StreamCreated.Equal(h.StreamCreated) || !back.SeqStoredAt.Equal(h.SeqStoredAt) ||
+		!back.WrittenAt.Equal(h.WrittenAt) || back.UsersHint != h.UsersHint {
 		t.Fatalf("header = %+v, want %+v", back, h)
 	}
 	nb := h.WrittenAt.UnixNano()
@@ -102,7 +104,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if max := 44 + 2 + n*16 + (n/4096+1)*4 + 4; buf.Len() > max {
+	if max := 52 + 2 + n*16 + (n/4096+1)*4 + 4; buf.Len() > max {
 		t.Fatalf("snapshot of %d users is %d bytes, want at most %d", n, buf.Len(), max)
 	}
 	_, got, err := readSnapshot(t, buf.Bytes())
@@ -153,7 +155,7 @@ func TestSnapshotReaderRefusesDamage(t *testing.T) {
 			t.Fatalf("truncated to %d of %d bytes: err = %v, want ErrSnapshot", i, len(good), err)
 		}
 	}
-	const apps = 44 // offset of the apps section
+	const apps = 52 // offset of the apps section
 	users := apps + 2 + len("shop-prod") + 8 + 2
 	corrupt := map[string]func(b []byte) []byte{
 		"BadMagic":       func(b []byte) []byte { b[0] = 'x'; return b },
@@ -213,7 +215,7 @@ func TestSnapshotReaderKeepsTheCause(t *testing.T) {
 		t.Fatalf("header: err = %v, want both ErrSnapshot and the cause", err)
 	}
 	_, good := goldenSnapshot(t)
-	r, err := events.NewSnapshotReader(io.MultiReader(bytes.NewReader(good[:50]), failingReader{cause}))
+	r, err := events.NewSnapshotReader(io.MultiReader(bytes.NewReader(good[:58]), failingReader{cause}))
 	if err != nil {
 		t.Fatal(err)
 	}
