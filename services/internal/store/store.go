@@ -182,7 +182,8 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 			}
 		}
 		// Raise to the subject's latest watermark, unless that one lies beyond the skew
-		// margin: clients refused it, and following it would get this event refused too.
+		// margin: a broken clock wrote it, clients hold it back, and this later event
+		// replaces it for them (following it would get this event held back too).
 		if head.notBefore.After(ev.NotBefore) && !head.notBefore.After(s.now().Add(MaxClockSkew)) {
 			ev.NotBefore = head.notBefore
 		}
