@@ -76,12 +76,14 @@ type Table struct {
 	// lastStored is when JetStream stored the event at lastSeq, Unix ns. Guarded by writeMu.
 	lastStored int64
 
-	running   atomic.Bool
-	following atomic.Bool // a consumer is delivering to the table
-	ready     atomic.Bool
-	readyCh   chan struct{}
-	readyOnce sync.Once
-	kick      chan struct{} // asks the freshness poller for a confirmation now
+	running      atomic.Bool
+	following    atomic.Bool                        // a consumer is delivering to the table
+	stopConsumer atomic.Pointer[context.CancelFunc] // ends the current consumer
+	rewound      atomic.Bool                        // the stream was replaced: start over
+	ready        atomic.Bool
+	readyCh      chan struct{}
+	readyOnce    sync.Once
+	kick         chan struct{} // asks the freshness poller for a confirmation now
 
 	lastSeq       atomic.Uint64           // stream sequence of the last event handled
 	snapshotSeq   atomic.Uint64           // sequence of the snapshot the table started from

@@ -108,6 +108,9 @@ func (t *Table) waitForStream(ctx context.Context, js jetstream.JetStream) (jets
 // last event the table handled.
 func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 	for try := 0; ctx.Err() == nil; try++ {
+		if t.rewound.Swap(false) {
+			t.restartFromTheTop()
+		}
 		cfg := jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.StreamSubjects},
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
@@ -126,10 +129,13 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 				jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 			if err == nil {
 				try = 0
+				cctx, stop := context.WithCancel(ctx)
+				t.stopConsumer.Store(&stop)
 				t.following.Store(true)
 				t.askConfirmation()
-				err = t.consume(ctx, it)
+				err = t.consume(cctx, it)
 				t.following.Store(false)
+				stop()
 			}
 		}
 		if ctx.Err() != nil {
@@ -256,6 +262,9 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil && t.streamRewound(info) {
+			err = errors.New("stream rewound")
+		}
 		if err == nil {
 			last := info.State.LastSeq
 			// Without a consumer, a later event would not reach the table: not fresh.
@@ -322,4 +331,36 @@ func (t *Table) releaseLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// streamRewound reports whether the stream is no longer the one the table follows: created
+// again, or restored from a backup that ends before the table's last event. Its new events
+// would get sequences the table believes it has handled, and be skipped. The follow loop
+// is then told to start over from the latest event per subject, keeping every watermark it
+// holds (one from the lost events still revokes what it revoked).
+func (t *Table) streamRewound(info *jetstream.StreamInfo) bool {
+	seq := t.lastSeq.Load()
+	created := info.Created.UnixNano()
+	if seq == 0 || (created == t.streamCreated.Load() && info.State.LastSeq >= seq) {
+		return false
+	}
+	if !t.rewound.Swap(true) {
+		t.log.Error("the revocation stream was created again or restored: reading it again from the latest event per subject",
+			zap.Uint64("table_last_seq", seq), zap.Uint64("stream_last_seq", info.State.LastSeq),
+			zap.Time("stream_created", info.Created))
+		t.streamCreated.Store(created)
+		if stop := t.stopConsumer.Load(); stop != nil {
+			(*stop)()
+		}
+	}
+	return true
+}
+
+// restartFromTheTop makes the next consumer start from the latest event per subject. Runs
+// on the follow goroutine, between consumers.
+func (t *Table) restartFromTheTop() {
+	t.writeMu.Lock()
+	t.lastSeq.Store(0)
+	t.lastStored = 0
+	t.writeMu.Unlock()
 }

@@ -314,3 +314,30 @@ func TestOnApplyHook(t *testing.T) {
 		t.Fatal("WithOnApply(nil) accepted")
 	}
 }
+
+// TestStreamCreatedAgain: a stream deleted and created again (or restored from a backup)
+// numbers its new events from where it now ends, below the table's last sequence. The table
+// notices, reads the stream again from the latest event per subject, and misses nothing,
+// keeping the watermarks it had.
+func TestStreamCreatedAgain(t *testing.T) {
+	f := newFixture(t)
+	nb := time.Now().Add(-time.Minute)
+	for id := int64(1); id <= 5; id++ {
+		eventstest.Publish(t, f.js, mustUser(t, id, nb))
+	}
+	tab := f.readyTable(t, WithMaxStaleness(200*time.Millisecond))
+	waitWatermark(t, tab, "", 5, nb)
+
+	if err := f.js.DeleteStream(context.Background(), events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.CreateStream()
+	later := time.Now().Add(-time.Second)
+	eventstest.Publish(t, f.js, mustUser(t, 42, later))
+	eventstest.Publish(t, f.js, mustApp(t, "shop", later))
+	waitWatermark(t, tab, "shop", 42, later)
+	if !tab.NotBefore("", 5).Equal(nb) {
+		t.Fatalf("user 5 lost its watermark: %s", tab.NotBefore("", 5))
+	}
+	eventually(t, "a fresh table", func() bool { return tab.Staleness() < 200*time.Millisecond })
+}

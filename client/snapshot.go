@@ -43,7 +43,7 @@ var errSnapshotPrunes = errors.New("client: a table that prunes (WithMaxTokenLif
 // Watermarks held back for lying too far in the future are in the snapshot too; a reader
 // holds them back in the same way.
 func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
-	if !t.Ready() {
+	if !t.Ready() || t.rewound.Load() {
 		return events.SnapshotHeader{}, ErrNotReady
 	}
 	if t.cfg.maxLifetime > 0 {
