@@ -148,10 +148,15 @@ func (t *Table) mono() int64 { return int64(time.Since(t.epoch)) + 1 }
 // far ahead, it takes it for a broken clock. apply reports whether the watermark applies
 // now.
 func (t *Table) apply(ev events.Event) bool {
-	nb := ev.NotBefore.UnixNano()
-	held := nb > t.heldLimit()
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
+	return t.applyLocked(ev)
+}
+
+// applyLocked is apply for a caller that holds writeMu.
+func (t *Table) applyLocked(ev events.Event) bool {
+	nb := ev.NotBefore.UnixNano()
+	held := nb > t.heldLimit()
 	switch ev.Type {
 	case events.TypeAppFlushed:
 		delete(t.heldApps, ev.AppID)
@@ -205,11 +210,10 @@ func (t *Table) releaseHeld() (n int) {
 // putUser needs writeMu.
 func (t *Table) putUser(id, nb int64) {
 	u := t.users.Load()
-	if u.full() {
-		// Doubling keeps the average cost of an insert constant; readers keep using the
-		// old table until the new one is published.
-		u = u.rebuilt(2*u.count+1, 0)
-		t.users.Store(u)
+	if g := u.grown(); g != u {
+		// Readers keep using the old table until the new one is published.
+		t.users.Store(g)
+		u = g
 	}
 	u.put(id, nb)
 }

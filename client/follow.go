@@ -182,23 +182,28 @@ func (t *Table) handle(msg jetstream.Msg) {
 		_, _, perr := events.ParseSubject(msg.Subject())
 		err = fmt.Errorf("%w: event for %s stored on %s (%v)", events.ErrInvalidEvent, ev.Subject(), msg.Subject(), perr)
 	}
+	// The event and its sequence are recorded in one critical section, so that
+	// WriteSnapshot reads a sequence, when its event was stored and the table that holds it
+	// all at once.
+	applied := false
+	t.writeMu.Lock()
+	if err == nil {
+		applied = t.applyLocked(ev)
+	}
+	t.lastStored = md.Timestamp.UnixNano()
+	t.lastSeq.Store(seq)
+	t.writeMu.Unlock()
 	switch {
 	case err != nil:
 		t.invalid.Add(1)
 		t.log.Warn("invalid revocation event; skipped", zap.Uint64("seq", seq), zap.String("subject", msg.Subject()), zap.Error(err))
-	case !t.apply(ev):
+	case !applied:
 		t.log.Warn("revocation watermark too far in the future; held back until it is within the clock skew",
 			zap.Uint64("seq", seq), zap.String("event_id", ev.ID), zap.String("subject", msg.Subject()),
 			zap.Time("not_before", ev.NotBefore), zap.Duration("clock_skew", t.cfg.clockSkew))
 	case t.cfg.onApply != nil:
 		t.cfg.onApply(ev, seq)
 	}
-	// Under writeMu, so that WriteSnapshot reads a sequence, its time and the table that
-	// holds it all at once.
-	t.writeMu.Lock()
-	t.lastStored = md.Timestamp.UnixNano()
-	t.lastSeq.Store(seq)
-	t.writeMu.Unlock()
 	if p := t.pending.Load(); p != nil && seq >= p.lastSeq {
 		t.markFresh(p.sentAt)
 		t.pending.CompareAndSwap(p, nil)
@@ -303,32 +308,32 @@ func (t *Table) pruneCutoff() time.Time {
 // pruneLoop drops watermarks older than the maximum token lifetime, every tenth of it (at
 // most every minute).
 func (t *Table) pruneLoop(ctx context.Context) {
-	tick := time.NewTicker(max(min(t.cfg.maxLifetime/10, time.Minute), 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if n := t.prune(t.pruneCutoff()); n > 0 {
-				t.log.Debug("pruned old watermarks", zap.Int("dropped", n))
-			}
+	every(ctx, max(min(t.cfg.maxLifetime/10, time.Minute), 10*time.Millisecond), func() {
+		if n := t.prune(t.pruneCutoff()); n > 0 {
+			t.log.Debug("pruned old watermarks", zap.Int("dropped", n))
 		}
-	}
+	})
 }
 
 // releaseLoop applies held watermarks as they come within the clock skew, every second.
 func (t *Table) releaseLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	every(ctx, time.Second, func() {
+		if n := t.releaseHeld(); n > 0 {
+			t.log.Info("held revocation watermarks are now within the clock skew; applied", zap.Int("applied", n))
+		}
+	})
+}
+
+// every calls f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if n := t.releaseHeld(); n > 0 {
-				t.log.Info("held revocation watermarks are now within the clock skew; applied", zap.Int("applied", n))
-			}
+			f()
 		}
 	}
 }

@@ -230,9 +230,7 @@ func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream
 			snap.heldUsers[id] = max(snap.heldUsers[id], nb)
 			return
 		}
-		if snap.users.full() {
-			snap.users = snap.users.rebuilt(2*snap.users.count+1, 0)
-		}
+		snap.users = snap.users.grown()
 		snap.users.put(id, nb)
 	})
 	if err != nil {
@@ -245,13 +243,13 @@ func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream
 // chunks reads an object's chunks in order from an ordered consumer and checks their
 // digest at the end. Unlike ObjectStore.Get, it gives up when no chunk comes for a while.
 type chunks struct {
-	ctx    context.Context
-	it     jetstream.MessagesContext
-	left   uint32 // chunks still to read
-	wait   time.Duration
-	buf    []byte
-	digest hash.Hash
-	want   []byte
+	ctx     context.Context
+	it      jetstream.MessagesContext
+	left    uint32 // chunks still to read
+	started bool   // a chunk has arrived
+	buf     []byte
+	digest  hash.Hash
+	want    []byte
 }
 
 func openChunks(ctx context.Context, js jetstream.JetStream, obj *jetstream.ObjectInfo) (*chunks, error) {
@@ -259,7 +257,7 @@ func openChunks(ctx context.Context, js jetstream.JetStream, obj *jetstream.Obje
 	if err != nil {
 		return nil, fmt.Errorf("snapshot digest %q: %w", obj.Digest, err)
 	}
-	c := &chunks{ctx: ctx, left: obj.Chunks, wait: snapshotStartTimeout, digest: sha256.New(), want: want}
+	c := &chunks{ctx: ctx, left: obj.Chunks, digest: sha256.New(), want: want}
 	if c.left == 0 {
 		return c, nil
 	}
@@ -293,8 +291,11 @@ func (c *chunks) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		started := c.wait == snapshotStallTimeout
-		ctx, cancel := context.WithTimeoutCause(c.ctx, c.wait, errSnapshotStalled)
+		wait := snapshotStartTimeout
+		if c.started {
+			wait = snapshotStallTimeout
+		}
+		ctx, cancel := context.WithTimeoutCause(c.ctx, wait, errSnapshotStalled)
 		// Next may ignore its context while the ordered consumer recreates itself (after a
 		// reconnect); stopping the iterator ends it.
 		stop := context.AfterFunc(ctx, c.it.Stop)
@@ -307,7 +308,7 @@ func (c *chunks) Read(p []byte) (int, error) {
 				// Stalled after the first chunk: most likely replaced under us, worth a
 				// retry. No first chunk at all: most likely no permission, not worth one.
 				err = errSnapshotNotStarted
-				if started {
+				if c.started {
 					err = errSnapshotStalled
 				}
 			}
@@ -316,7 +317,7 @@ func (c *chunks) Read(p []byte) (int, error) {
 		c.buf = msg.Data()
 		c.digest.Write(c.buf)
 		c.left--
-		c.wait = snapshotStallTimeout
+		c.started = true
 	}
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]

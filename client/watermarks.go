@@ -74,6 +74,15 @@ func (u *userTable) full() bool {
 	return (u.count+1)*4 > len(u.slots)*3
 }
 
+// grown returns u, or a copy with room for twice its entries when one more entry would
+// push the load factor past 3/4. Doubling keeps the average cost of an insert constant.
+func (u *userTable) grown() *userTable {
+	if u.full() {
+		return u.rebuilt(2*u.count+1, 0)
+	}
+	return u
+}
+
 // put raises the watermark of user id to nb (max, so replays and reordering do not matter).
 // The caller is the only writer and has checked full().
 func (u *userTable) put(id, nb int64) {
