@@ -260,14 +260,14 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 	defer tick.Stop()
 	stale := false
 	for {
-		sentAt := t.mono()
+		sentAt, seqAtSend := t.mono(), t.lastSeq.Load()
 		rctx, cancel := context.WithTimeout(ctx, max(t.cfg.maxStaleness, time.Second))
 		info, err := stream.Info(rctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil && t.streamRewound(info) {
+		if err == nil && t.streamRewound(info, seqAtSend) {
 			err = errors.New("stream rewound")
 		}
 		if err == nil {
@@ -342,9 +342,9 @@ func every(ctx context.Context, d time.Duration, f func()) {
 // again, or restored from a backup that ends before the table's last event. Its new events
 // would get sequences the table believes it has handled, and be skipped. The follow loop
 // is then told to start over from the latest event per subject, keeping every watermark it
-// holds (one from the lost events still revokes what it revoked).
-func (t *Table) streamRewound(info *jetstream.StreamInfo) bool {
-	seq := t.lastSeq.Load()
+// holds (one from the lost events still revokes what it revoked). seq is the table's last
+// sequence when info was asked for: events handled since may lie beyond info's end.
+func (t *Table) streamRewound(info *jetstream.StreamInfo, seq uint64) bool {
 	created := info.Created.UnixNano()
 	if seq == 0 || (created == t.streamCreated.Load() && info.State.LastSeq >= seq) {
 		return false

@@ -341,3 +341,21 @@ func TestStreamCreatedAgain(t *testing.T) {
 	}
 	eventually(t, "a fresh table", func() bool { return tab.Staleness() < 200*time.Millisecond })
 }
+
+// TestEventsDuringTheStreamInfoAreNoRewind: events the table handles while a stream info
+// request is on its way make the answer end before the table's last sequence. That is not
+// a rewound stream (a false alarm made the table read the stream again from the top).
+func TestEventsDuringTheStreamInfoAreNoRewind(t *testing.T) {
+	tab := newTestTable(t)
+	created := time.Now()
+	tab.streamCreated.Store(created.UnixNano())
+	before := uint64(50) // the table's last sequence when the request was sent
+	tab.lastSeq.Store(60)
+	info := &jetstream.StreamInfo{Created: created, State: jetstream.StreamState{LastSeq: 50}}
+	if tab.streamRewound(info, before) {
+		t.Fatal("stream counted as rewound because events arrived during the request")
+	}
+	if !tab.streamRewound(&jetstream.StreamInfo{Created: created, State: jetstream.StreamState{LastSeq: 49}}, before) {
+		t.Fatal("a stream that ends before the table's last event is not counted as rewound")
+	}
+}
