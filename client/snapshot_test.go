@@ -380,19 +380,8 @@ func TestSnapshotReplacedWhileRead(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	obs := f.snapshots(t)
-	data := make([]byte, 8<<20) // 64 chunks, far more than a reader keeps in flight
-	info, err := obs.PutBytes(ctx, events.SnapshotObject, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := openChunks(ctx, f.js, info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
-		t.Fatal(err)
-	}
+	data := make([]byte, 8<<20)
+	c := startReading(t, f, obs, data)
 	if _, err := obs.PutBytes(ctx, events.SnapshotObject, data); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +390,7 @@ func TestSnapshotReplacedWhileRead(t *testing.T) {
 	}
 
 	// The whole object, read from the start, passes its digest check.
-	info, err = obs.GetInfo(ctx, events.SnapshotObject)
+	info, err := obs.GetInfo(ctx, events.SnapshotObject)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,18 +435,7 @@ func TestSnapshotReadEndsWhenTheConsumerCannotComeBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := obs.PutBytes(ctx, events.SnapshotObject, make([]byte, 8<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := openChunks(ctx, f.js, info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
-		t.Fatal(err)
-	}
+	c := startReading(t, f, obs, make([]byte, 8<<20))
 	f.srv.Restart()
 	done := make(chan error, 1)
 	go func() { _, err := io.Copy(io.Discard, c); done <- err }()
@@ -469,4 +447,23 @@ func TestSnapshotReadEndsWhenTheConsumerCannotComeBack(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the read never ended")
 	}
+}
+
+// startReading stores data as the snapshot (8 MiB is 64 chunks, far more than a reader keeps
+// in flight) and returns a reader that has read its first 64 KiB.
+func startReading(t *testing.T, f *fixture, obs jetstream.ObjectStore, data []byte) *chunks {
+	t.Helper()
+	info, err := obs.PutBytes(context.Background(), events.SnapshotObject, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := openChunks(context.Background(), f.js, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	if _, err := io.ReadFull(c, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
