@@ -42,6 +42,10 @@ var (
 	// ErrInvalidToken means the token is malformed, badly signed, expired, or misses a
 	// required claim. Errors from golang-jwt are wrapped too (e.g. jwt.ErrTokenExpired).
 	ErrInvalidToken = errors.New("client: invalid token")
+	// ErrNotAccessToken means the token says it is something other than an access token:
+	// a refresh token, an ID token, or a token of another explicit type. It always comes
+	// wrapped with [ErrInvalidToken].
+	ErrNotAccessToken = errors.New("client: not an access token")
 	// ErrMissingToken means the request carries no bearer token.
 	ErrMissingToken = errors.New("client: missing bearer token")
 	// ErrRevoked means the token was issued before a watermark of its app or user.

@@ -93,6 +93,12 @@ func (f *fixture) readyTable(tb testing.TB, opts ...Option) *Table {
 // tests choose whole or fractional seconds.
 func (f *fixture) token(tb testing.TB, app string, user int64, iat string, extra jwt.MapClaims) string {
 	tb.Helper()
+	return f.typedToken(tb, "JWT", app, user, iat, extra)
+}
+
+// typedToken is token with typ as its "typ" header; nil leaves the header out.
+func (f *fixture) typedToken(tb testing.TB, typ any, app string, user int64, iat string, extra jwt.MapClaims) string {
+	tb.Helper()
 	claims := jwt.MapClaims{
 		"sub": strconv.FormatInt(user, 10),
 		"app": app,
@@ -106,7 +112,13 @@ func (f *fixture) token(tb testing.TB, app string, user int64, iat string, extra
 			claims[k] = v
 		}
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims).SignedString(f.priv)
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	if typ == nil {
+		delete(tok.Header, "typ")
+	} else {
+		tok.Header["typ"] = typ
+	}
+	s, err := tok.SignedString(f.priv)
 	if err != nil {
 		tb.Fatal(err)
 	}

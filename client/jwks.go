@@ -54,7 +54,14 @@ func NewJWKS(url string, hc *http.Client) *JWKS {
 // Keyfunc is a jwt.Keyfunc: the key named by the token's "kid". A known key costs a map
 // lookup. An unknown one makes one request fetch the set again (if MinRefresh has passed);
 // requests arriving meanwhile do not wait for it, they fail as unknown.
+//
+// It gives keys for access tokens only: revocast signs refresh tokens with the same keys,
+// so a token whose "typ" header is not [AccessTokenType] gets [ErrNotAccessToken], and
+// costs no fetch.
 func (j *JWKS) Keyfunc(tok *jwt.Token) (any, error) {
+	if err := requireAccessType(tok); err != nil {
+		return nil, err
+	}
 	kid, _ := tok.Header["kid"].(string)
 	if key, ok := (*j.keys.Load())[kid]; ok {
 		return key, nil

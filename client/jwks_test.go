@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -47,7 +48,7 @@ func (s *jwksServer) add(kid string, pub ed25519.PublicKey) {
 func signed(t *testing.T, kid string, priv ed25519.PrivateKey) *jwt.Token {
 	t.Helper()
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "1"})
-	tok.Header["kid"] = kid
+	tok.Header["kid"], tok.Header["typ"] = kid, AccessTokenType
 	raw, err := tok.SignedString(priv)
 	if err != nil {
 		t.Fatal(err)
@@ -149,5 +150,31 @@ func TestJWKSSlowFetchBlocksNobody(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("a known key waited for another request's fetch")
+	}
+}
+
+func TestJWKSGivesKeysForAccessTokensOnly(t *testing.T) {
+	s := newJWKSServer(t)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s.add("k1", pub)
+	j := NewJWKS(s.srv.URL, nil)
+	for _, typ := range []any{"rt+jwt", "JWT", nil} {
+		tok := signed(t, "k1", priv)
+		if typ == nil {
+			delete(tok.Header, "typ")
+		} else {
+			tok.Header["typ"] = typ
+		}
+		if _, err := j.Keyfunc(tok); !errors.Is(err, ErrNotAccessToken) {
+			t.Fatalf("typ %v: err = %v, want ErrNotAccessToken", typ, err)
+		}
+	}
+	if n := s.fetches.Load(); n != 0 {
+		t.Fatalf("%d fetches for tokens that are not access tokens, want 0", n)
+	}
+	tok := signed(t, "k1", priv)
+	tok.Header["typ"] = "application/AT+JWT"
+	if key, err := j.Keyfunc(tok); err != nil || !pub.Equal(key) {
+		t.Fatalf("application/AT+JWT = %v, %v", key, err)
 	}
 }

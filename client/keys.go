@@ -30,8 +30,11 @@ func newIssuerKeys() *issuerKeys {
 	return k
 }
 
-// keyfunc picks the key named by the token's "kid" header.
+// keyfunc picks the key named by the token's "kid" header, for access tokens only.
 func (k *issuerKeys) keyfunc(tok *jwt.Token) (any, error) {
+	if err := requireAccessType(tok); err != nil {
+		return nil, err
+	}
 	kid, _ := tok.Header["kid"].(string)
 	if key, ok := (*k.keys.Load())[kid]; ok {
 		return key, nil

@@ -43,16 +43,17 @@ func TestRevocastKeysWithoutConfiguration(t *testing.T) {
 	go func() { done <- tab.Run(rctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	sign := func(kid string, key ed25519.PrivateKey) string {
+	signTyped := func(typ, kid string, key ed25519.PrivateKey) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
 			"sub": "5", "app": "shop", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
-		tok.Header["kid"] = kid
+		tok.Header["kid"], tok.Header["typ"] = kid, typ
 		s, err := tok.SignedString(key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+	sign := func(kid string, key ed25519.PrivateKey) string { return signTyped(AccessTokenType, kid, key) }
 	pub1, priv1, _ := ed25519.GenerateKey(rand.Reader)
 	pub2, priv2, _ := ed25519.GenerateKey(rand.Reader)
 
@@ -71,6 +72,12 @@ func TestRevocastKeysWithoutConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "key k1 known", func() bool { _, err := tab.Verify(ctx, sign("k1", priv1)); return err == nil })
+	// revocast's keys sign refresh tokens too: only a token typed as an access token passes.
+	for _, typ := range []string{"rt+jwt", "JWT", ""} {
+		if _, err := tab.Verify(ctx, signTyped(typ, "k1", priv1)); !errors.Is(err, ErrNotAccessToken) || !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("typ %q: err = %v, want ErrNotAccessToken", typ, err)
+		}
+	}
 
 	// Rotation: a new key arrives, the old one is removed later.
 	publishKey(t, kv, "k2", pub2)

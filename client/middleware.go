@@ -43,7 +43,7 @@ func BearerToken(r *http.Request) (string, error) {
 // puts the token's claims in the request context ([ClaimsFromContext]). It answers:
 //   - 401 with `WWW-Authenticate: Bearer realm="..."` when there is no bearer token;
 //   - 401 with `error="invalid_token"` and a description (RFC 6750) when the token is
-//     invalid, expired or revoked;
+//     invalid, expired, revoked or not an access token;
 //   - 503 with `Retry-After` while the table is not ready, or stale and failing closed.
 func (t *Table) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +89,9 @@ func (t *Table) WriteError(w http.ResponseWriter, err error) {
 // describe names why a token was refused, in words safe for a quoted header value.
 func describe(err error) string {
 	switch {
+	case errors.Is(err, ErrNotAccessToken):
+		// Before the signature cases: revocast's key functions refuse a token by its type.
+		return "the token is not an access token"
 	case errors.Is(err, ErrRevoked):
 		return "the token has been revoked"
 	case errors.Is(err, jwt.ErrTokenExpired):

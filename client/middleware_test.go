@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/revocast/revocast/events/eventstest"
 )
 
@@ -56,6 +58,10 @@ func TestMiddleware(t *testing.T) {
 			401, `Bearer realm="shop-api", error="invalid_token", error_description="the token has expired"`, ""},
 		{"Revoked", "Bearer " + f.token(t, "shop", 9, secs(wm.Add(-time.Hour)), nil),
 			401, `Bearer realm="shop-api", error="invalid_token", error_description="the token has been revoked"`, ""},
+		{"RefreshToken", "Bearer " + f.typedToken(t, "rt+jwt", "shop", 8, secs(time.Now()), nil),
+			401, `Bearer realm="shop-api", error="invalid_token", error_description="the token is not an access token"`, ""},
+		{"RefreshTokenUse", "Bearer " + f.token(t, "shop", 8, secs(time.Now()), jwt.MapClaims{"token_use": "refresh"}),
+			401, `Bearer realm="shop-api", error="invalid_token", error_description="the token is not an access token"`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

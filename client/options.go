@@ -53,6 +53,7 @@ type config struct {
 	clockSkew     time.Duration
 	maxStaleness  time.Duration
 	failOpen      bool
+	requireAT     bool // refuse tokens not typed at+jwt, whatever key verifies them
 	realm         string
 	now           func() time.Time
 	pullBatchSize int
@@ -90,13 +91,27 @@ func WithLogger(log *zap.Logger) Option {
 // WithKeyfunc sets the function that returns the key a token is verified with: an HMAC
 // secret ([]byte), a public key (ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey) or a
 // [jwt.VerificationKeySet], e.g. from a JWKS. Without it, the table verifies tokens minted
-// by revocast with the keys revocast publishes (see [New]).
+// by revocast with the keys revocast publishes (see [New]). Tokens of that issuer that say
+// they are not access tokens are refused all the same (see [WithRequireAccessTokenType]).
 func WithKeyfunc(f jwt.Keyfunc) Option {
 	return func(c *config) error {
 		if f == nil {
 			return errors.New("client: WithKeyfunc: nil key function")
 		}
 		c.keyfunc = f
+		return nil
+	}
+}
+
+// WithRequireAccessTokenType refuses, with [ErrNotAccessToken], every token whose "typ"
+// header is not [AccessTokenType] ("at+jwt", or "application/at+jwt", in any case), for
+// issuers that type their access tokens as RFC 9068 says. Tokens verified with revocast's
+// own keys (without [WithKeyfunc], or with a [JWKS]) need it anyway. Without it, a token
+// verified with a [WithKeyfunc] key may carry no "typ" or "JWT", but never a type that
+// names another use ("rt+jwt", "id+jwt"...) nor a "token_use" claim other than "access".
+func WithRequireAccessTokenType() Option {
+	return func(c *config) error {
+		c.requireAT = true
 		return nil
 	}
 }

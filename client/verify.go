@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -47,7 +48,8 @@ func newParser(cfg config) *jwt.Parser {
 
 // Verify checks a raw JWT and returns its claims if it is valid and not revoked. The order
 // is: the size cap, the signature with an allowed algorithm, required "exp" and "iat" (not
-// in the future), the optional issuer and audience, the app and user claims, the maximum
+// in the future), the optional issuer and audience, that it is an access token
+// ([ErrNotAccessToken], see [AccessTokenType]), the app and user claims, the maximum
 // lifetime, the table's state ([ErrNotReady], [ErrStale] unless fail-open), and then the
 // watermarks ([ErrRevoked]). Every token error wraps [ErrInvalidToken].
 //
@@ -65,8 +67,12 @@ func (t *Table) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(raw), t.cfg.maxTokenSize)
 	}
 	mc := jwt.MapClaims{}
-	if _, err := t.parser.ParseWithClaims(raw, mc, t.cfg.keyfunc); err != nil {
+	tok, err := t.parser.ParseWithClaims(raw, mc, t.cfg.keyfunc)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if err := checkUse(tok.Header, mc, t.cfg.requireAT); err != nil {
+		return nil, err
 	}
 	c, iat, err := t.claims(mc)
 	if err != nil {
@@ -80,6 +86,71 @@ func (t *Table) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// AccessTokenType is the JOSE "typ" header of the access tokens that revocast mints
+// (RFC 9068). Tokens verified with revocast's own keys must carry it: revocast signs its
+// refresh tokens with the same keys, and types them differently ("rt+jwt").
+const AccessTokenType = "at+jwt"
+
+// claimTokenUse is the claim in which revocast (and e.g. Amazon Cognito) says what a token
+// is for; an access token says "access".
+const claimTokenUse = "token_use"
+
+// checkUse refuses a token that says it is not an access token: a "token_use" claim other
+// than "access" (a refresh token, an ID token), or a "typ" header that names another
+// explicit type (RFC 8725, section 3.11: "rt+jwt", "id+jwt", ...). Untyped tokens and "JWT"
+// pass unless strict, which asks for [AccessTokenType].
+func checkUse(header map[string]any, mc jwt.MapClaims, strict bool) error {
+	if v, ok := mc[claimTokenUse]; ok {
+		if use, _ := v.(string); use != "access" {
+			return fmt.Errorf("%w: %w: claim %s is %s", ErrInvalidToken, ErrNotAccessToken,
+				claimTokenUse, truncate(fmt.Sprintf("%q", v), 32))
+		}
+	}
+	v, ok := header["typ"]
+	if !ok {
+		if strict {
+			return fmt.Errorf("%w: %w: no typ header, want %q", ErrInvalidToken, ErrNotAccessToken, AccessTokenType)
+		}
+		return nil
+	}
+	typ, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("%w: typ header is not a string", ErrInvalidToken)
+	}
+	access, other := tokenType(typ)
+	if access || (!strict && !other) {
+		return nil
+	}
+	return fmt.Errorf("%w: %w: typ %q, want %q", ErrInvalidToken, ErrNotAccessToken, truncate(typ, 32), AccessTokenType)
+}
+
+// tokenType reports whether a "typ" header value says access token ("at+jwt" or
+// "application/at+jwt", in any case, as RFC 7515 and RFC 9068 allow), and whether it names
+// another explicit type: any other media type ending in "+jwt".
+func tokenType(typ string) (access, other bool) {
+	const prefix = "application/"
+	if len(typ) > len(prefix) && strings.EqualFold(typ[:len(prefix)], prefix) {
+		typ = typ[len(prefix):]
+	}
+	if strings.EqualFold(typ, AccessTokenType) {
+		return true, false
+	}
+	const suffix = "+jwt"
+	return false, len(typ) >= len(suffix) && strings.EqualFold(typ[len(typ)-len(suffix):], suffix)
+}
+
+// requireAccessType is the check of revocast's own key sources (the key bucket and
+// [JWKS]): their keys sign refresh tokens too, so a token verified with them must say
+// [AccessTokenType]. It runs in the key function, before the signature is checked, so that
+// it holds whatever key function wraps them.
+func requireAccessType(tok *jwt.Token) error {
+	typ, _ := tok.Header["typ"].(string)
+	if access, _ := tokenType(typ); !access {
+		return fmt.Errorf("%w: typ %q, want %q for a token signed by revocast", ErrNotAccessToken, truncate(typ, 32), AccessTokenType)
+	}
+	return nil
 }
 
 // claims extracts what revocast needs from verified claims.

@@ -141,3 +141,60 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyAccessTokens: with a caller's key function, untyped tokens and "JWT" pass, while a
+// type or a token_use claim that names another use is refused; WithRequireAccessTokenType
+// asks for "at+jwt" as revocast's own keys do.
+func TestOnlyAccessTokens(t *testing.T) {
+	f := newFixture(t)
+	foreign := f.readyTable(t)
+	strict := f.readyTable(t, WithRequireAccessTokenType())
+	now := secs(time.Now())
+	use := func(v any) jwt.MapClaims { return jwt.MapClaims{"token_use": v} }
+	tests := []struct {
+		name            string
+		typ             any
+		claims          jwt.MapClaims
+		foreign, strict error // nil: accepted
+	}{
+		{"NoType", nil, nil, nil, ErrNotAccessToken},
+		{"JWT", "JWT", nil, nil, ErrNotAccessToken},
+		{"ApplicationJWT", "application/jwt", nil, nil, ErrNotAccessToken},
+		{"JOSE", "JOSE", nil, nil, ErrNotAccessToken},
+		{"AccessType", "at+jwt", nil, nil, nil},
+		{"AccessTypeUpperCase", "AT+JWT", nil, nil, nil},
+		{"AccessMediaType", "application/at+jwt", nil, nil, nil},
+		{"AccessTypeAndUse", "at+jwt", use("access"), nil, nil},
+		{"AccessUse", "JWT", use("access"), nil, ErrNotAccessToken},
+		{"RefreshType", "rt+jwt", nil, ErrNotAccessToken, ErrNotAccessToken},
+		{"RefreshMediaType", "Application/RT+JWT", nil, ErrNotAccessToken, ErrNotAccessToken},
+		{"IDType", "id+jwt", nil, ErrNotAccessToken, ErrNotAccessToken},
+		{"AccessTypeOtherMediaType", "text/at+jwt", nil, ErrNotAccessToken, ErrNotAccessToken},
+		{"RefreshUse", "JWT", use("refresh"), ErrNotAccessToken, ErrNotAccessToken},
+		{"RefreshUseAccessType", "at+jwt", use("refresh"), ErrNotAccessToken, ErrNotAccessToken},
+		{"IDUse", nil, use("id"), ErrNotAccessToken, ErrNotAccessToken},
+		{"UseNotAString", "at+jwt", use(1), ErrNotAccessToken, ErrNotAccessToken},
+		{"TypeNotAString", 5, nil, ErrInvalidToken, ErrInvalidToken},
+	}
+	for _, tt := range tests {
+		raw := f.typedToken(t, tt.typ, "shop", 42, now, tt.claims)
+		for mode, tab := range map[string]*Table{"Foreign": foreign, "Strict": strict} {
+			want := tt.foreign
+			if mode == "Strict" {
+				want = tt.strict
+			}
+			t.Run(mode+"/"+tt.name, func(t *testing.T) {
+				c, err := tab.Verify(context.Background(), raw)
+				if want == nil {
+					if err != nil || c.UserID != 42 {
+						t.Fatalf("Verify = %+v, %v, want accepted", c, err)
+					}
+					return
+				}
+				if !errors.Is(err, want) || !errors.Is(err, ErrInvalidToken) || c != nil {
+					t.Fatalf("err = %v, want %v (and ErrInvalidToken)", err, want)
+				}
+			})
+		}
+	}
+}
