@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -17,12 +18,16 @@ import (
 	"github.com/revocast/revocast/events"
 )
 
-// Claim names and values in revocast tokens.
+// Claim names and values in revocast tokens, and the "typ" header of each kind: access
+// tokens are typed as RFC 9068 says, refresh tokens differently, so that neither passes
+// for the other by its header or by its claims.
 const (
 	ClaimApp      = "app"
 	ClaimTokenUse = "token_use"
 	UseAccess     = "access"
 	UseRefresh    = "refresh"
+	TypeAccess    = client.AccessTokenType // "at+jwt"
+	TypeRefresh   = "rt+jwt"
 	// UsedRefreshBucket remembers refresh token ids that were exchanged, until they expire.
 	UsedRefreshBucket = "revocast_refresh_used"
 )
@@ -126,16 +131,16 @@ func (i *Issuer) Mint(appID string, userID int64) (Pair, error) {
 	p := Pair{AccessExpiresAt: iat.Add(i.cfg.AccessTTL).Truncate(time.Second),
 		RefreshExpiresAt: iat.Add(i.cfg.RefreshTTL).Truncate(time.Second)}
 	var err error
-	if p.AccessToken, err = i.sign(appID, userID, iatNum, p.AccessExpiresAt, UseAccess); err != nil {
+	if p.AccessToken, err = i.sign(appID, userID, iatNum, p.AccessExpiresAt, UseAccess, TypeAccess); err != nil {
 		return Pair{}, err
 	}
-	if p.RefreshToken, err = i.sign(appID, userID, iatNum, p.RefreshExpiresAt, UseRefresh); err != nil {
+	if p.RefreshToken, err = i.sign(appID, userID, iatNum, p.RefreshExpiresAt, UseRefresh, TypeRefresh); err != nil {
 		return Pair{}, err
 	}
 	return p, nil
 }
 
-func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time, use string) (string, error) {
+func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time, use, typ string) (string, error) {
 	var jti [16]byte
 	_, _ = rand.Read(jti[:])
 	kid, key := i.ring.Signer()
@@ -148,7 +153,7 @@ func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time
 		"jti":         hex.EncodeToString(jti[:]),
 		ClaimTokenUse: use,
 	})
-	tok.Header["kid"] = kid
+	tok.Header["kid"], tok.Header["typ"] = kid, typ
 	s, err := tok.SignedString(key)
 	if err != nil {
 		return "", fmt.Errorf("tokens: sign: %w", err)
@@ -201,7 +206,7 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 		return c, fmt.Errorf("%w: empty or larger than %d bytes", ErrInvalidRefresh, MaxTokenSize)
 	}
 	mc := jwt.MapClaims{}
-	_, err := jwt.NewParser(
+	tok, err := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(i.cfg.Issuer),
 		jwt.WithExpirationRequired(),
@@ -217,6 +222,9 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 	if use, _ := mc[ClaimTokenUse].(string); use != UseRefresh {
 		return c, fmt.Errorf("%w: this is an %s token, not a refresh token", ErrInvalidRefresh, use)
 	}
+	if typ, _ := tok.Header["typ"].(string); !refreshType(typ) {
+		return c, fmt.Errorf("%w: typed %q, not a refresh token", ErrInvalidRefresh, typ)
+	}
 	c.App, _ = mc[ClaimApp].(string)
 	if err := events.ValidateAppID(c.App); err != nil {
 		return c, fmt.Errorf("%w: app claim: %v", ErrInvalidRefresh, err)
@@ -231,6 +239,16 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 	}
 	c.IssuedAt, _ = mc["iat"].(json.Number)
 	return c, nil
+}
+
+// refreshType reports whether a "typ" header fits a refresh token: TypeRefresh, or "JWT"
+// as refresh tokens minted before tokens were typed say (their token_use claim still has to
+// say refresh). Anything else, an access token's "at+jwt" first, is refused.
+func refreshType(typ string) bool {
+	if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
+	return strings.EqualFold(typ, TypeRefresh) || strings.EqualFold(typ, "JWT")
 }
 
 // Ready reports whether the revocation table has caught up, so that Mint and Refresh work.

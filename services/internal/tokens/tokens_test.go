@@ -114,9 +114,13 @@ func TestMintAndVerifyWithJWKS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("access token does not verify with the JWKS key: %v", err)
 	}
-	if tok.Header["kid"] != keys[0].Kid || claims["sub"] != "42" || claims["app"] != "shop" ||
+	if tok.Header["kid"] != keys[0].Kid || tok.Header["typ"] != "at+jwt" || claims["sub"] != "42" || claims["app"] != "shop" ||
 		claims["token_use"] != "access" || claims["iss"] != "revocast" || len(claims["jti"].(string)) != 32 {
 		t.Fatalf("claims = %v, header %v", claims, tok.Header)
+	}
+	rt, _, err := jwt.NewParser().ParseUnverified(pair.RefreshToken, jwt.MapClaims{})
+	if err != nil || rt.Header["typ"] != "rt+jwt" || rt.Claims.(jwt.MapClaims)["token_use"] != "refresh" {
+		t.Fatalf("refresh token header %v, claims %v, err %v; want typ rt+jwt, token_use refresh", rt.Header, rt.Claims, err)
 	}
 	if iat := claims["iat"].(json.Number).String(); !strings.Contains(iat, ".") {
 		t.Fatalf("iat = %s, want sub-second", iat)
