@@ -6,8 +6,9 @@
 // the latest event per subject), then applies every new event as it arrives, and recovers by
 // itself from disconnects and server restarts without missing an event. Each event is a
 // not-before watermark, for an app or for a user; a token issued before the watermark that
-// applies to it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat, size) and
-// then the watermarks; [Table.Middleware] does the same for net/http handlers.
+// applies to it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat,
+// size, that it is an access token) and then the watermarks; [Table.Middleware] does the
+// same for net/http handlers.
 //
 // The caller owns the follow loop:
 //
