@@ -91,8 +91,8 @@ func WithLogger(log *zap.Logger) Option {
 // WithKeyfunc sets the function that returns the key a token is verified with: an HMAC
 // secret ([]byte), a public key (ed25519.PublicKey, *ecdsa.PublicKey, *rsa.PublicKey) or a
 // [jwt.VerificationKeySet], e.g. from a JWKS. Without it, the table verifies tokens minted
-// by revocast with the keys revocast publishes (see [New]). Tokens of that issuer that say
-// they are not access tokens are refused all the same (see [WithRequireAccessTokenType]).
+// by revocast with the keys revocast publishes (see [New]). Whatever the key function, a
+// token that says it is not an access token is refused (see [WithRequireAccessTokenType]).
 func WithKeyfunc(f jwt.Keyfunc) Option {
 	return func(c *config) error {
 		if f == nil {
