@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,31 @@ func TestAuditJSONLKeepsControlCharactersExactly(t *testing.T) {
 	}
 	if got.Event.Reason != want.Reason || got.Event.Actor != want.Actor || got.Event.Source != want.Source {
 		t.Fatalf("round trip changed the event:\ngot  %+v\nwant %+v", got.Event, want)
+	}
+}
+
+// The CLI applies the API's rule: a reason that would reach the audit log with control
+// characters is a usage error, and nothing is stored.
+func TestReasonWithControlCharactersIsAUsageError(t *testing.T) {
+	c := newCLI(t)
+	if _, _, err := c.store.CreateApp(t.Context(), "shop"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"reset", "5", "--reason", "a\x1b[2Jb"},
+		{"reset", "5", "--reason", "ok\r\nforged row"},
+		{"flush", "shop", "--reason", "x\u202ey"},
+	} {
+		_, _, err := c.run(args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--reason") {
+			t.Errorf("revocast %q = %v, want a usage error about --reason", args, err)
+		}
+	}
+	if n := c.msgs(); n != 0 {
+		t.Fatalf("stream holds %d events after refused reasons", n)
+	}
+	if _, _, err := c.run("reset", "5", "--reason", "Überprüfung 🔒"); err != nil {
+		t.Fatalf("plain Unicode reason: %v", err)
 	}
 }
