@@ -21,15 +21,15 @@ func TestReasonWithControlCharactersIsRefused(t *testing.T) {
 	}
 	for _, call := range calls {
 		for name, reason := range map[string]string{
-			"ErrNUL":         "a\x00b",
-			"ErrEscape":      "\x1b[31mred\x1b[0m",
-			"ErrBell":        "ding\a",
-			"ErrCRLF":        "ok\r\n7  2026-01-01T00:00:00.000Z  user.reset  forged",
-			"ErrTab":         "a\tb",
-			"ErrDEL":         "a\x7f",
-			"ErrC1":          "a\u009b2J",
-			"ErrBidi":        "invoice \u202efdp.exe",
-			"ErrLineSep":     "a\u2028b",
+			"ErrNUL":     "a\x00b",
+			"ErrEscape":  "\x1b[31mred\x1b[0m",
+			"ErrBell":    "ding\a",
+			"ErrCRLF":    "ok\r\n7  2026-01-01T00:00:00.000Z  user.reset  forged",
+			"ErrTab":     "a\tb",
+			"ErrDEL":     "a\x7f",
+			"ErrC1":      "a\u009b2J",
+			"ErrBidi":    "invoice \u202efdp.exe",
+			"ErrLineSep": "a\u2028b",
 		} {
 			t.Run(call.name+"/"+name, func(t *testing.T) {
 				body, _ := json.Marshal(map[string]string{"reason": reason})
