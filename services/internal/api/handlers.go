@@ -29,8 +29,8 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
 			return
 		}
-		key := strings.TrimSpace(c.GetHeader("Authorization"))
-		key, _ = strings.CutPrefix(key, "Bearer ")
+		// The root key, raw or as a bearer token; "Bearer" alone sends no key at all.
+		key, _ := bearer(c.GetHeader("Authorization"))
 		if key == "" {
 			s.fail(c, newError(http.StatusBadRequest, "missing Authorization header: send the app's root key"))
 			return
