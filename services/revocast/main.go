@@ -216,6 +216,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(g.reason) > events.MaxReasonLen {
 		return usagef("--reason is longer than %d bytes", events.MaxReasonLen)
 	}
+	if err := events.ValidateReason(g.reason); err != nil {
+		return usagef("--reason: %v: write one line of plain text", err)
+	}
 
 	if cmd != "audit" {
 		// A replay of a long stream may take longer than --timeout; each of its requests is

@@ -32,6 +32,7 @@ import (
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
+	"github.com/revocast/revocast/services/internal/httpguard"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/snapshot"
 	"github.com/revocast/revocast/services/internal/store"
@@ -279,6 +280,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("API cannot listen on %s: %w (set REVOCAST_HTTP_ADDR to another address)", cfg.httpAddr, err)
 	}
+	ln = httpguard.Listener(ln, api.MaxHeaderBytes) // refuses ambiguous request framing (smuggling)
 	srv := &http.Server{
 		Handler:           handler,
 		MaxHeaderBytes:    api.MaxHeaderBytes,

@@ -29,8 +29,8 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
 			return
 		}
-		key := strings.TrimSpace(c.GetHeader("Authorization"))
-		key, _ = strings.CutPrefix(key, "Bearer ")
+		// The root key, raw or as a bearer token; "Bearer" alone sends no key at all.
+		key, _ := bearer(c.GetHeader("Authorization"))
 		if key == "" {
 			s.fail(c, newError(http.StatusBadRequest, "missing Authorization header: send the app's root key"))
 			return
@@ -173,7 +173,8 @@ func (s *server) refused(c *gin.Context, kind string, answer *apiError) error {
 	return answer
 }
 
-// readReason reads the optional body {"reason": "..."}. An empty body is fine.
+// readReason reads the optional body {"reason": "..."}. An empty body is fine; a reason
+// with control characters is refused ([events.ValidateReason]).
 func readReason(c *gin.Context) (string, error) {
 	body, err := readBody(c)
 	if err != nil {
@@ -191,6 +192,9 @@ func readReason(c *gin.Context) (string, error) {
 	}
 	if len(req.Reason) > events.MaxReasonLen {
 		return "", newError(http.StatusBadRequest, "reason is too long (at most 512 bytes)")
+	}
+	if err := events.ValidateReason(req.Reason); err != nil {
+		return "", newError(http.StatusBadRequest, "reason must be one line of plain text: control characters (such as newlines, tabs or escape sequences) and bidi overrides are refused")
 	}
 	return req.Reason, nil
 }

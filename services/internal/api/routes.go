@@ -6,11 +6,13 @@ import "github.com/gin-gonic/gin"
 func (s *server) routes(e *gin.Engine) {
 	e.Use(s.requestID(), s.accessLog(), s.metrics.observe(), s.recoverer(), limitBody(MaxBodyBytes))
 
-	e.DELETE("/root/:app_id/flush", s.handleFlush())
-	e.POST("/v2/users/reset/:id", s.handleUserReset())
-	e.GET("/v1/audit", s.handleAudit())
+	// A route that takes a credential header refuses it repeated (400).
+	authorization, apiKey := s.singleHeader("Authorization"), s.singleHeader("X-API-Key")
+	e.DELETE("/root/:app_id/flush", authorization, s.handleFlush())
+	e.POST("/v2/users/reset/:id", apiKey, s.handleUserReset())
+	e.GET("/v1/audit", apiKey, s.handleAudit())
 	if s.tokens != nil {
-		e.POST("/v1/apps/:app_id/tokens", s.handleMintTokens())
+		e.POST("/v1/apps/:app_id/tokens", authorization, s.handleMintTokens())
 		e.POST("/v1/tokens/refresh", s.handleRefresh())
 		e.GET("/.well-known/jwks.json", s.handleJWKS())
 	}

@@ -52,9 +52,14 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
 			return
 		}
-		cred, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok || strings.TrimSpace(cred) == "" {
+		cred, ok := bearer(c.GetHeader("Authorization"))
+		if !ok {
 			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "missing Authorization: Bearer <app credential> (create one with 'revocast apps credential " + appID + "')"})
+			return
+		}
+		if cred == "" {
+			// A malformed request (RFC 6750, section 3.1), not a wrong credential.
+			s.fail(c, newError(http.StatusBadRequest, "missing app credential after Authorization: Bearer (create one with 'revocast apps credential "+appID+"')"))
 			return
 		}
 		body, err := readBody(c)
@@ -78,7 +83,7 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 		}
 		ctx, cancel := s.storeContext(c)
 		defer cancel()
-		if _, err := s.store.AuthenticateAppCredential(ctx, appID, strings.TrimSpace(cred)); err != nil {
+		if _, err := s.store.AuthenticateAppCredential(ctx, appID, cred); err != nil {
 			if errors.Is(err, store.ErrUnauthorized) {
 				s.fail(c, s.refused(c, "app_credential", newError(http.StatusUnauthorized, "unauthorized: wrong app credential or unknown app")))
 				return

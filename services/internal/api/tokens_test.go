@@ -96,7 +96,7 @@ func TestTokenBadInput(t *testing.T) {
 		{"ErrUnknownApp", "ghost", f.appCred, `{"user_id":"1"}`, 401},
 		{"ErrWrongCredential", "shop", f.appCred + "x", `{"user_id":"1"}`, 401},
 		{"ErrRootKeyAsCredential", "shop", f.rootKey, `{"user_id":"1"}`, 401},
-		{"ErrNoCredential", "shop", "", `{"user_id":"1"}`, 401},
+		{"ErrEmptyBearer", "shop", "", `{"user_id":"1"}`, 400}, // "Bearer " alone: malformed (RFC 6750)
 		{"ErrBadAppID", "a.b", f.appCred, `{"user_id":"1"}`, 400},
 		{"ErrUserNotInteger", "shop", f.appCred, `{"user_id":"abc"}`, 400},
 		{"ErrUserFloat", "shop", f.appCred, `{"user_id":1.5}`, 400},

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/revocast/revocast/events"
 )
@@ -39,27 +42,39 @@ func MarshalRecord(r Record) any {
 	return JSONRecord{Seq: r.Seq, StoredAt: r.Stored, Subject: r.Subject, Event: r.Event}
 }
 
-// JSONLWriter writes one JSON object per line, the same objects as [MarshalRecord].
+// JSONLWriter writes one JSON object per line, the same objects as [MarshalRecord]. The
+// lines hold no character a terminal acts on: besides the control characters that
+// encoding/json escapes, DEL, C1 controls and format characters (bidi overrides) are
+// written as \u escapes too, which decode to the same strings.
 type JSONLWriter struct {
-	w   io.Writer
-	enc *json.Encoder
-	buf []byte
+	w       io.Writer
+	encoded bytes.Buffer
+	enc     *json.Encoder
+	buf     []byte
 }
 
 // NewJSONLWriter writes to w; wrap w in a bufio.Writer for long replays.
 func NewJSONLWriter(w io.Writer) *JSONLWriter {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return &JSONLWriter{w: w, enc: enc}
+	jw := &JSONLWriter{w: w}
+	jw.enc = json.NewEncoder(&jw.encoded)
+	jw.enc.SetEscapeHTML(false)
+	return jw
 }
 
 // Write writes r as one line. A valid event written compactly (as events.Encode writes
 // them) is copied as stored, behind the record's own fields, instead of being encoded
-// again: replays of millions of events spend their time reading, not re-encoding.
+// again: replays of millions of events spend their time reading, not re-encoding. Anything
+// else (an invalid message, whitespace between fields, a character to escape) is encoded.
 func (w *JSONLWriter) Write(r Record) error {
 	raw := r.Raw
-	if r.Err != nil || len(raw) < 2 || raw[0] != '{' || bytes.IndexByte(raw, '\n') >= 0 {
-		return w.enc.Encode(MarshalRecord(r))
+	if r.Err != nil || len(raw) < 2 || raw[0] != '{' || !plainJSON(raw) {
+		w.encoded.Reset()
+		if err := w.enc.Encode(MarshalRecord(r)); err != nil {
+			return err
+		}
+		w.buf = escapeJSON(w.buf[:0], w.encoded.Bytes())
+		_, err := w.w.Write(w.buf)
+		return err
 	}
 	b := append(w.buf[:0], `{"seq":`...)
 	b = strconv.AppendUint(b, r.Seq, 10)
@@ -101,6 +116,7 @@ func (t *TableWriter) row(cells ...string) error {
 		if i > 0 {
 			b.WriteString("  ")
 		}
+		c = cell(c)
 		b.WriteString(c)
 		if pad := columns[i].width - len(c); pad > 0 && i < len(cells)-1 {
 			b.WriteString(strings.Repeat(" ", pad))
@@ -140,6 +156,66 @@ func (t *TableWriter) Flush() error {
 		names[i] = c.name
 	}
 	return t.row(names...)
+}
+
+// cell is s as the table prints it: as is when every character is printable (letters,
+// marks, numbers, punctuation, symbols and the ASCII space), Go-quoted otherwise. Text a
+// caller got stored before the API refused it (an escape sequence, a CR LF that would
+// start a forged row, a bidi override) then shows what it is instead of acting on the
+// terminal. A cell that starts with a quote is quoted too, so a quoted cell always means
+// an escaped one.
+func cell(s string) string {
+	if !strings.HasPrefix(s, `"`) && utf8.ValidString(s) && strings.IndexFunc(s, notPrintable) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+func notPrintable(r rune) bool { return !strconv.IsPrint(r) }
+
+// plainJSON reports whether a stored event can be copied to the output as it is: valid
+// UTF-8 without control characters (not even JSON whitespace such as CR) and without
+// characters that are not graphic.
+func plainJSON(b []byte) bool {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError || !unicode.IsGraphic(r) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+// escapeJSON appends enc, the output of encoding/json, to dst with DEL and every
+// non-graphic character (C1 controls, format characters such as bidi overrides, line
+// separators) written as \u escapes. encoding/json already escapes the C0 controls and
+// leaves the rest in strings, the only place such characters can appear, so the result
+// decodes to exactly the same values.
+func escapeJSON(dst, enc []byte) []byte {
+	for len(enc) > 0 {
+		r, n := utf8.DecodeRune(enc)
+		switch {
+		case r == 0x7f || r >= utf8.RuneSelf && !unicode.IsGraphic(r):
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				dst = fmt.Appendf(dst, `\u%04x\u%04x`, r1, r2)
+			} else {
+				dst = fmt.Appendf(dst, `\u%04x`, r)
+			}
+		default:
+			dst = append(dst, enc[:n]...)
+		}
+		enc = enc[n:]
+	}
+	return dst
 }
 
 func dash(s string) string {
