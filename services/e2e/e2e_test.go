@@ -69,9 +69,10 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 
 // start runs a binary with env until the test ends and returns it once its stdout matches
 // ready; the first submatch is returned too.
-func start(t *testing.T, name string, env []string, ready *regexp.Regexp) (*process, []string) {
+func start(t *testing.T, name, dir string, env []string, ready *regexp.Regexp) (*process, []string) {
 	t.Helper()
 	p := &process{cmd: exec.Command(filepath.Join(bin, name))}
+	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
 	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
@@ -109,11 +110,13 @@ func start(t *testing.T, name string, env []string, ready *regexp.Regexp) (*proc
 	}
 }
 
-// cli runs the admin CLI and returns the last line of its stdout.
-func cli(t *testing.T, natsURL string, args ...string) string {
+// cli runs the admin CLI in the stack's directory, as a user on the revocastd machine
+// would (it finds the credentials there by itself), and returns the last line of stdout.
+func cli(t *testing.T, s stack, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "revocast"), args...)
-	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL)
+	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), "NATS_URL="+s.nats)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -124,22 +127,27 @@ func cli(t *testing.T, natsURL string, args ...string) string {
 	return lines[len(lines)-1]
 }
 
+// stack is a revocastd on its embedded default, run in dir with the default data
+// directory (dir/revocast-data), as the README's walk-through does.
 type stack struct {
-	api, nats string
+	api, nats, dir string
 }
 
 func startRevocastd(t *testing.T) stack {
 	t.Helper()
-	_, m := start(t, "revocastd", []string{"REVOCAST_HTTP_ADDR=127.0.0.1:0", "REVOCAST_NATS_LISTEN=127.0.0.1:0",
-		"REVOCAST_DATA_DIR=" + t.TempDir()}, regexp.MustCompile(`serving (http://\S+) \(NATS (\S+)\)`))
-	st := stack{api: m[1], nats: m[2]}
+	dir := t.TempDir()
+	_, m := start(t, "revocastd", dir, []string{"REVOCAST_HTTP_ADDR=127.0.0.1:0", "REVOCAST_NATS_LISTEN=127.0.0.1:0"},
+		regexp.MustCompile(`serving (http://\S+) \(NATS (\S+)\)`))
+	st := stack{api: m[1], nats: m[2], dir: dir}
 	waitFor(t, "revocastd ready", func() bool { code, _, _ := call(t, "GET", st.api+"/readyz", nil, ""); return code == 200 })
 	return st
 }
 
-func startResourced(t *testing.T, natsURL string) string {
+// startResourced starts the sample resource server beside s, in its directory: it finds
+// its credentials (revocast-data/credentials/resource.creds) with no configuration.
+func startResourced(t *testing.T, s stack) string {
 	t.Helper()
-	_, m := start(t, "resourced", []string{"RESOURCED_HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL},
+	_, m := start(t, "resourced", s.dir, []string{"RESOURCED_HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + s.nats},
 		regexp.MustCompile(`serving (http://\S+)`))
 	url := m[1]
 	waitFor(t, "resourced ready", func() bool { code, _, _ := call(t, "GET", url+"/readyz", nil, ""); return code == 200 })
@@ -215,10 +223,10 @@ func hello(t *testing.T, rs, token string) (int, http.Header, string) {
 // log in again, use.
 func TestLoginRevokeLoginAgain(t *testing.T) {
 	s := startRevocastd(t)
-	rootKey := cli(t, s.nats, "apps", "create", "shop")
-	cred := cli(t, s.nats, "apps", "credential", "shop")
-	apiKey := cli(t, s.nats, "keys", "create", "oncall")
-	rs := startResourced(t, s.nats)
+	rootKey := cli(t, s, "apps", "create", "shop")
+	cred := cli(t, s, "apps", "credential", "shop")
+	apiKey := cli(t, s, "keys", "create", "oncall")
+	rs := startResourced(t, s)
 
 	p := mint(t, s.api, "shop", cred, 42)
 	code, _, body := hello(t, rs, p.Data.AccessToken)
@@ -269,12 +277,12 @@ func TestLoginRevokeLoginAgain(t *testing.T) {
 // use the new key, and a resource server started after the rotation verifies both.
 func TestKeyRotation(t *testing.T) {
 	s := startRevocastd(t)
-	cli(t, s.nats, "apps", "create", "shop")
-	cred := cli(t, s.nats, "apps", "credential", "shop")
-	early := startResourced(t, s.nats)
+	cli(t, s, "apps", "create", "shop")
+	cred := cli(t, s, "apps", "credential", "shop")
+	early := startResourced(t, s)
 
 	before := mint(t, s.api, "shop", cred, 1)
-	out := cli(t, s.nats, "signing", "rotate")
+	out := cli(t, s, "signing", "rotate")
 	if !strings.Contains(out, "new signing key") {
 		t.Fatalf("signing rotate printed %q", out)
 	}
@@ -283,7 +291,7 @@ func TestKeyRotation(t *testing.T) {
 		after = mint(t, s.api, "shop", cred, 1)
 		return kid(t, after.Data.AccessToken) != kid(t, before.Data.AccessToken)
 	})
-	late := startResourced(t, s.nats)
+	late := startResourced(t, s)
 	for _, rs := range []string{early, late} {
 		for name, tok := range map[string]string{"old key": before.Data.AccessToken, "new key": after.Data.AccessToken} {
 			var code int
@@ -296,7 +304,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	// A resource server that takes its keys from the JWKS URL instead of NATS verifies both.
-	nc, err := nats.Connect(s.nats)
+	nc, err := nats.Connect(s.nats, nats.UserCredentials(filepath.Join(s.dir, "revocast-data", "credentials", "resource.creds")))
 	if err != nil {
 		t.Fatal(err)
 	}

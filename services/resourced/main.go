@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/services/internal/natsutil"
 )
 
 func main() {
@@ -44,7 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	httpAddr := fs.String("http-addr", env("RESOURCED_HTTP_ADDR", "127.0.0.1:8081"), "listen address (RESOURCED_HTTP_ADDR)")
 	natsURL := fs.String("nats-url", env("NATS_URL", nats.DefaultURL), "NATS server of revocast (NATS_URL)")
-	creds := fs.String("nats-creds", env("NATS_CREDS", ""), "NATS credentials file (NATS_CREDS)")
+	creds := fs.String("nats-creds", natsutil.DefaultCredentials(getenv, natsutil.Resource),
+		"NATS credentials file (NATS_CREDS; default the embedded default's resource.creds in REVOCAST_DATA_DIR, default ./revocast-data)")
 	issuer := fs.String("issuer", env("REVOCAST_ISSUER", "revocast"), "required iss claim (REVOCAST_ISSUER)")
 	maxStale := fs.Duration("max-staleness", client.DefaultMaxStaleness, "refuse tokens (503) when the table is older than this")
 	failOpen := fs.Bool("fail-open", false, "accept tokens past -max-staleness instead of answering 503 (logged and counted)")

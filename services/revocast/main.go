@@ -68,7 +68,9 @@ Commands:
 
 Flags (anywhere on the line):
   --nats-url URL     NATS server (NATS_URL; default ` + natsutil.DefaultURL + `)
-  --nats-creds FILE  NATS credentials file (NATS_CREDS)
+  --nats-creds FILE  NATS credentials file (NATS_CREDS; default the embedded default's
+                     broadcaster.creds, auditor.creds for audit, in REVOCAST_DATA_DIR,
+                     default ./revocast-data/credentials/)
   --timeout D        how long to wait for NATS (default 10s)
 `
 
@@ -122,7 +124,7 @@ type auditFlags struct {
 
 // parse reads flags wherever they are on the line and returns the positional arguments.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (globals, []string, error) {
-	g := globals{natsURL: getenv("NATS_URL"), creds: getenv("NATS_CREDS")}
+	g := globals{natsURL: getenv("NATS_URL")}
 	if g.natsURL == "" {
 		g.natsURL = natsutil.DefaultURL
 	}
@@ -229,12 +231,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Admin commands read secrets (hashes, signing keys) and get their replies on the
 	// broadcaster's private inbox; audit runs as an auditor, on the shared one.
+	// Without --nats-creds or NATS_CREDS, the credentials of the embedded default are used
+	// when they are there (REVOCAST_DATA_DIR, default ./revocast-data).
 	var inbox []nats.Option
+	role := natsutil.Auditor
 	if cmd != "audit" {
 		inbox = append(inbox, natsutil.PrivateInbox())
+		role = natsutil.Broadcaster
+	}
+	if g.creds == "" {
+		g.creds = natsutil.DefaultCredentials(getenv, role)
 	}
 	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds, inbox...)
 	if err != nil {
+		if natsutil.CredentialsHint(err, g.creds) != "" {
+			return err
+		}
 		return fmt.Errorf("%w (is revocastd running? set NATS_URL or --nats-url)", err)
 	}
 	defer nc.Close()

@@ -200,12 +200,7 @@ func post(hc *http.Client, url, apiKey string) (int, error) {
 
 func TestClusterEmbeddedDefaultHasOneReplica(t *testing.T) {
 	srv := start(t, nil)
-	nc, err := nats.Connect(srv.nats)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js := newJS(t, nc)
+	js := newJS(t, srv.connect(t, natsutil.Broadcaster))
 	for _, name := range []string{events.StreamName, "KV_" + store.AppsBucket, "KV_" + store.KeysBucket} {
 		s, err := js.Stream(t.Context(), name)
 		if err != nil {

@@ -70,9 +70,9 @@ func (c *rawConn) closed() {
 }
 
 // userResets returns the ids of the users reset in the stream, in order.
-func userResets(t *testing.T, apiNATS string) []int64 {
+func userResets(t *testing.T, srv *instance) []int64 {
 	t.Helper()
-	_, js := openStore(t, apiNATS)
+	_, js := openStore(t, srv)
 	evs, _ := readAll(t, js)
 	var ids []int64
 	for _, ev := range evs {
@@ -85,7 +85,7 @@ func userResets(t *testing.T, apiNATS string) []int64 {
 
 func TestRawConnections(t *testing.T) {
 	srv := start(t, nil)
-	st, _ := openStore(t, srv.nats)
+	st, _ := openStore(t, srv)
 	ctx := context.Background()
 	if _, _, err := st.CreateApp(ctx, "shop"); err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestRawConnections(t *testing.T) {
 				})
 			}
 		})
-		for _, id := range userResets(t, srv.nats) {
+		for _, id := range userResets(t, srv) {
 			if id == 7 || id == 8 {
 				t.Fatalf("user %d was reset by a refused or smuggled request", id)
 			}
@@ -194,14 +194,14 @@ func TestRawConnections(t *testing.T) {
 		if code, body, _ := c.response(); code != 200 {
 			t.Fatalf("fourth answer = %d %s, want 200", code, body)
 		}
-		ids := userResets(t, srv.nats)
+		ids := userResets(t, srv)
 		if got := fmt.Sprint(ids[len(ids)-3:]); got != "[11 12 13]" {
 			t.Fatalf("last resets = %s, want [11 12 13]", got)
 		}
 	})
 
 	t.Run("RepeatedCredentialHeaders", func(t *testing.T) {
-		before := len(userResets(t, srv.nats))
+		before := len(userResets(t, srv))
 		c := dialRaw(t, srv.api)
 		c.send(reset(21, "X-API-Key: "+key+"\r\nContent-Length: 0\r\n"))
 		if code, body, _ := c.response(); code != 400 || !strings.Contains(body, "repeated X-API-Key header") {
@@ -211,7 +211,7 @@ func TestRawConnections(t *testing.T) {
 		if code, body, _ := c.response(); code != 400 || !strings.Contains(body, "repeated Authorization header") {
 			t.Fatalf("repeated Authorization = %d %s, want 400", code, body)
 		}
-		if after := len(userResets(t, srv.nats)); after != before {
+		if after := len(userResets(t, srv)); after != before {
 			t.Fatalf("resets went from %d to %d", before, after)
 		}
 	})

@@ -82,10 +82,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return def
 	}
 	fs.StringVar(&cfg.httpAddr, "http-addr", env("REVOCAST_HTTP_ADDR", "127.0.0.1:8080"), "API listen address (REVOCAST_HTTP_ADDR)")
-	fs.StringVar(&cfg.dataDir, "data-dir", env("REVOCAST_DATA_DIR", "revocast-data"), "embedded NATS data directory (REVOCAST_DATA_DIR)")
+	fs.StringVar(&cfg.dataDir, "data-dir", env("REVOCAST_DATA_DIR", natsutil.DefaultDataDir), "embedded NATS data directory (REVOCAST_DATA_DIR)")
 	fs.StringVar(&cfg.natsListen, "nats-listen", env("REVOCAST_NATS_LISTEN", natsutil.DefaultListen), "embedded NATS listen address (REVOCAST_NATS_LISTEN)")
 	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", ""), "use this NATS server or cluster and embed nothing (NATS_URL)")
-	fs.StringVar(&cfg.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS credentials file (NATS_CREDS)")
+	fs.StringVar(&cfg.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS credentials file, with -nats-url (NATS_CREDS); the embedded default uses its own <data dir>/credentials/broadcaster.creds")
 	fs.IntVar(&cfg.replicas, "replicas", 0, "JetStream replicas for the stream and buckets; 0 = 1 on a single server, 3 on a cluster (REVOCAST_REPLICAS)")
 	fs.DurationVar(&cfg.syncInterval, "nats-sync-interval", 0, "embedded JetStream fsync interval; 0 = fsync before every ack (REVOCAST_NATS_SYNC_INTERVAL)")
 	fs.DurationVar(&cfg.publishTimeout, "publish-timeout", 5*time.Second, "how long a call waits for JetStream to store its event before answering 500 (REVOCAST_PUBLISH_TIMEOUT)")
@@ -160,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer func() { _ = log.Sync() }()
 
-	natsURL := cfg.natsURL
+	natsURL, natsCreds := cfg.natsURL, cfg.natsCreds
 	var embedded *natsutil.Embedded
 	if natsURL == "" {
 		embedded, err = natsutil.StartEmbedded(natsutil.EmbeddedConfig{
@@ -171,15 +171,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer embedded.Shutdown()
 		natsURL = embedded.ClientURL()
+		// The embedded server knows only its own users; NATS_CREDS is for NATS_URL.
+		natsCreds = embedded.Credentials(natsutil.Broadcaster)
 		abs, _ := filepath.Abs(cfg.dataDir)
 		log.Info("embedded NATS started", zap.String("url", natsURL), zap.String("data_dir", abs),
-			zap.Bool("fsync_before_ack", cfg.syncInterval == 0))
+			zap.Bool("fsync_before_ack", cfg.syncInterval == 0),
+			zap.String("credentials", natsutil.CredentialsDir(abs)))
+		if embedded.Adopted {
+			log.Warn("the data of the embedded NATS that ran without credentials now belongs to the revocast account; clients need the credentials in the data directory from now on",
+				zap.String("credentials", natsutil.CredentialsDir(abs)))
+		}
 	}
 
 	// natsClosed is closed by the last callback nats.go runs for the connection: run waits
 	// for it, so no callback logs after run has returned.
 	natsClosed := make(chan struct{})
-	nc, err := natsutil.Connect(natsURL, "revocastd", cfg.natsCreds, natsutil.PrivateInbox(),
+	nc, err := natsutil.Connect(natsURL, "revocastd", natsCreds, natsutil.PrivateInbox(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted())) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(natsClosed) }),

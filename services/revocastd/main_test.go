@@ -22,6 +22,7 @@ import (
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
 )
 
@@ -53,6 +54,31 @@ type instance struct {
 	api, nats string
 	logs      *syncBuffer
 	stop      func() error
+	creds     string // NATS_CREDS, for an instance on another's NATS
+	dataDir   string
+}
+
+// credentials is the credentials file of role on the NATS the instance uses.
+func (i *instance) credentials(role natsutil.Role) string {
+	if i.creds != "" {
+		return i.creds
+	}
+	return natsutil.CredentialsFile(i.dataDir, role)
+}
+
+// connect opens a connection to the instance's NATS as role, closed when the test ends.
+func (i *instance) connect(tb testing.TB, role natsutil.Role) *nats.Conn {
+	tb.Helper()
+	opts := []nats.Option{nats.UserCredentials(i.credentials(role))}
+	if role == natsutil.Broadcaster {
+		opts = append(opts, natsutil.PrivateInbox())
+	}
+	nc, err := nats.Connect(i.nats, opts...)
+	if err != nil {
+		tb.Fatalf("connect to %s as %s: %v", i.nats, role, err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 var servingLine = regexp.MustCompile(`revocastd: serving (http://\S+) \(NATS (\S+)\)`)
@@ -83,10 +109,11 @@ func start(tb testing.TB, env map[string]string) *instance {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := servingLine.FindStringSubmatch(stdout.String()); m != nil {
-			return &instance{api: m[1], nats: m[2], logs: logs, stop: stop}
+			return &instance{api: m[1], nats: m[2], logs: logs, stop: stop, creds: full["NATS_CREDS"], dataDir: full["REVOCAST_DATA_DIR"]}
 		}
 		select {
 		case err := <-done:
+			done <- err // for stop, which the cleanup calls
 			tb.Fatalf("revocastd exited before serving: %v\nlogs:\n%s", err, logs)
 		default:
 		}
@@ -97,14 +124,10 @@ func start(tb testing.TB, env map[string]string) *instance {
 	}
 }
 
-func openStore(tb testing.TB, url string) (*store.Store, jetstream.JetStream) {
+// openStore opens the instance's store as the admin CLI does (the broadcaster role).
+func openStore(tb testing.TB, srv *instance) (*store.Store, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(srv.connect(tb, natsutil.Broadcaster))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -170,7 +193,7 @@ func TestEndToEndAndRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	env := map[string]string{"REVOCAST_DATA_DIR": dataDir}
 	srv := start(t, env)
-	st, js := openStore(t, srv.nats)
+	st, js := openStore(t, srv)
 	ctx := context.Background()
 	app, rootKey, err := st.CreateApp(ctx, "shop")
 	if err != nil {
@@ -244,7 +267,7 @@ func TestEndToEndAndRestart(t *testing.T) {
 
 	// Same data directory, new process: apps, keys and events are all still there.
 	srv2 := start(t, env)
-	st2, js2 := openStore(t, srv2.nats)
+	st2, js2 := openStore(t, srv2)
 	apps, err := st2.ListApps(ctx)
 	if err != nil || len(apps) != 1 || apps[0].ID != "shop" || apps[0].KeyID != app.KeyID {
 		t.Fatalf("apps after restart = %+v, %v", apps, err)
@@ -272,7 +295,7 @@ func TestEndToEndAndRestart(t *testing.T) {
 // after it.
 func TestSnapshotForNewClients(t *testing.T) {
 	srv := start(t, map[string]string{"REVOCAST_SNAPSHOT_INTERVAL": "20ms"})
-	st, js := openStore(t, srv.nats)
+	st, js := openStore(t, srv)
 	ctx := context.Background()
 	_, key, err := st.CreateKey(ctx, "oncall", nil)
 	if err != nil {
@@ -303,11 +326,7 @@ func TestSnapshotForNewClients(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // bounded poll
 	}
 
-	nc, err := nats.Connect(srv.nats)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := srv.connect(t, natsutil.Resource)
 	tab, err := client.New(nc) // revocast's own keys, as a resource server would
 	if err != nil {
 		t.Fatal(err)
@@ -380,11 +399,12 @@ func TestEmbeddedNATSPortBusy(t *testing.T) {
 // and their events land in the one stream.
 func TestNATSURLEmbedsNothing(t *testing.T) {
 	first := start(t, nil)
-	second := start(t, map[string]string{"NATS_URL": first.nats, "REVOCAST_NATS_LISTEN": "256.0.0.1:1"})
+	second := start(t, map[string]string{"NATS_URL": first.nats, "NATS_CREDS": first.credentials(natsutil.Broadcaster),
+		"REVOCAST_NATS_LISTEN": "256.0.0.1:1"})
 	if second.nats != first.nats {
 		t.Fatalf("second instance uses %s, want %s", second.nats, first.nats)
 	}
-	st, js := openStore(t, first.nats)
+	st, js := openStore(t, first)
 	_, key, err := st.CreateKey(context.Background(), "k", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +424,7 @@ func TestNATSURLEmbedsNothing(t *testing.T) {
 // requests and sets REVOCAST_REQUIRE_EXAMPLE_TOOLS, so there a missing tool fails the test.
 func TestSeedExamples(t *testing.T) {
 	srv := start(t, nil)
-	st, js := openStore(t, srv.nats)
+	st, js := openStore(t, srv)
 	_, root, err := st.CreateApp(context.Background(), "shop")
 	if err != nil {
 		t.Fatal(err)
@@ -471,7 +491,7 @@ func findPython() string {
 func BenchmarkAdminCalls(b *testing.B) {
 	srv := start(b, map[string]string{"REVOCAST_LOG_LEVEL": "warn",
 		"REVOCAST_NATS_SYNC_INTERVAL": os.Getenv("REVOCAST_NATS_SYNC_INTERVAL")})
-	st, _ := openStore(b, srv.nats)
+	st, _ := openStore(b, srv)
 	_, key, err := st.CreateKey(context.Background(), "bench", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -536,7 +556,7 @@ func BenchmarkAdminCalls(b *testing.B) {
 // each sample is one revocation's latency, not queueing.
 func BenchmarkPropagation(b *testing.B) {
 	srv := start(b, map[string]string{"REVOCAST_LOG_LEVEL": "warn"})
-	st, _ := openStore(b, srv.nats)
+	st, _ := openStore(b, srv)
 	_, key, err := st.CreateKey(context.Background(), "bench", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -551,11 +571,7 @@ func BenchmarkPropagation(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := 0; i < subscribers; i++ {
-		nc, err := nats.Connect(srv.nats)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(nc.Close)
+		nc := srv.connect(b, natsutil.Resource)
 		tab, err := client.New(nc, client.WithOnApply(func(ev events.Event, _ uint64) {
 			seen <- applied{sub: i, user: ev.UserID, at: time.Now()}
 		}))
