@@ -26,6 +26,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,6 +312,23 @@ func (t *Table) WaitReady(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// WaitApplied blocks until the table has handled the event at stream sequence seq (and so
+// every event before it), or ctx is done. A caller that has just read the stream's last
+// sequence uses it to act on a decision only once the table holds every revocation stored
+// until then.
+func (t *Table) WaitApplied(ctx context.Context, seq uint64) error {
+	wait := 100 * time.Microsecond
+	for t.lastSeq.Load() < seq {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the table has not applied stream sequence %d (it is at %d): %v", ErrNotReady, seq, t.lastSeq.Load(), ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Millisecond)
+	}
+	return nil
 }
 
 // Staleness is the time since JetStream last confirmed that the table holds every event

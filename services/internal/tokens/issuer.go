@@ -45,6 +45,8 @@ var (
 // token's raw iat (nil, or an error matching client.ErrRevoked, ErrNotReady or ErrStale).
 type Revocations interface {
 	Ready() bool
+	// WaitApplied returns once the table holds the stream's events up to seq.
+	WaitApplied(ctx context.Context, seq uint64) error
 	NotBefore(appID string, userID int64) time.Time
 	CheckIssuedAt(appID string, userID int64, iat json.Number) error
 }
@@ -60,6 +62,7 @@ type Config struct {
 type Issuer struct {
 	ring *KeyRing
 	rev  Revocations
+	js   jetstream.JetStream
 	used jetstream.KeyValue
 	cfg  Config
 	now  func() time.Time
@@ -92,7 +95,7 @@ func NewIssuer(ctx context.Context, js jetstream.JetStream, replicas int, ring *
 	if err != nil {
 		return nil, fmt.Errorf("%w: create bucket %s: %v", ErrUnavailable, UsedRefreshBucket, err)
 	}
-	return &Issuer{ring: ring, rev: rev, used: used, cfg: cfg, now: time.Now}, nil
+	return &Issuer{ring: ring, rev: rev, js: js, used: used, cfg: cfg, now: time.Now}, nil
 }
 
 // IssuedAt is the iat of a token minted at now for a user of an app: now, or the watermark if
@@ -172,6 +175,11 @@ func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) 
 	if err != nil {
 		return Pair{}, c, err
 	}
+	// A revocation is acknowledged before the table has applied it: wait until the table
+	// holds every event stored so far, so a refresh right after a flush is refused.
+	if err := i.waitForStream(ctx); err != nil {
+		return Pair{}, c, err
+	}
 	if err := i.rev.CheckIssuedAt(c.App, c.User, c.IssuedAt); err != nil {
 		switch {
 		case errors.Is(err, client.ErrRevoked):
@@ -190,6 +198,21 @@ func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) 
 	}
 	p, err := i.Mint(c.App, c.User)
 	return p, c, err
+}
+
+// waitForStream waits until the revocation table has applied the last event of the stream.
+func (i *Issuer) waitForStream(ctx context.Context) error {
+	stream, err := i.js.Stream(ctx, events.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // nothing was ever revoked
+	}
+	if err != nil {
+		return fmt.Errorf("%w: revocation stream: %v", ErrUnavailable, err)
+	}
+	if err := i.rev.WaitApplied(ctx, stream.CachedInfo().State.LastSeq); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	return nil
 }
 
 // Claims are the parts of a revocast token the issuer checks.

@@ -31,6 +31,9 @@ func (w *watermarks) Ready() bool {
 	return !w.notReady
 }
 
+// WaitApplied has nothing to wait for: the map is changed in place.
+func (w *watermarks) WaitApplied(context.Context, uint64) error { return nil }
+
 func (w *watermarks) NotBefore(app string, _ int64) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
