@@ -471,6 +471,9 @@ func TestStreamRefusalGives500(t *testing.T) {
 	if r.status != 500 || r.body["success"] != false {
 		t.Fatalf("reset into a full stream: %d %s, want 500", r.status, r.raw)
 	}
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "not stored") || strings.Contains(msg, "may or may not") {
+		t.Fatalf("message %q, want one that says the revocation was not stored", msg)
+	}
 	if n := f.msgs(t); n != 1 {
 		t.Fatalf("stream holds %d events, want 1 (old revocations are never dropped)", n)
 	}

@@ -28,7 +28,9 @@ var (
 	errNotFound         = newError(http.StatusNotFound, "not found")
 	errMethodNotAllowed = newError(http.StatusMethodNotAllowed, "method not allowed")
 	errNotStored        = newError(http.StatusInternalServerError,
-		"the revocation was not stored: the event stream did not acknowledge it; nothing was revoked, retry the call (repeating a revocation is safe)")
+		"the revocation was not stored: the event stream could not be reached or refused it; nothing was revoked, retry the call (repeating a revocation is safe)")
+	errUnknownOutcome = newError(http.StatusInternalServerError,
+		"the revocation may or may not be stored (no acknowledgement came in time); repeating the call is safe")
 	errInternal = newError(http.StatusInternalServerError, "internal error")
 )
 
@@ -38,6 +40,8 @@ func (s *server) fail(c *gin.Context, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrUnknownOutcome):
+		ae = errUnknownOutcome
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		ae = errNotStored
 	default:
