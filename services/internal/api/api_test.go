@@ -107,8 +107,10 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Tokens = issuer
-	cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
-		return audit.Replay(ctx, js, q, emit)
+	if cfg.Replay == nil {
+		cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+			return audit.Replay(ctx, js, q, emit)
+		}
 	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = time.Second

@@ -57,11 +57,34 @@ func NewJSONLWriter(w io.Writer) *JSONLWriter {
 // them) is copied as stored, behind the record's own fields, instead of being encoded
 // again: replays of millions of events spend their time reading, not re-encoding.
 func (w *JSONLWriter) Write(r Record) error {
-	raw := r.Raw
-	if r.Err != nil || len(raw) < 2 || raw[0] != '{' || bytes.IndexByte(raw, '\n') >= 0 {
+	if !copyable(r) {
 		return w.enc.Encode(MarshalRecord(r))
 	}
-	b := append(w.buf[:0], `{"seq":`...)
+	w.buf = append(appendCopied(w.buf[:0], r), '\n')
+	_, err := w.w.Write(w.buf)
+	return err
+}
+
+// AppendJSON appends the JSON object of r (the object [JSONLWriter] writes, without the
+// newline) to b. A valid event is copied as stored, as JSONLWriter does.
+func AppendJSON(b []byte, r Record) ([]byte, error) {
+	if copyable(r) {
+		return appendCopied(b, r), nil
+	}
+	j, err := json.Marshal(MarshalRecord(r))
+	return append(b, j...), err
+}
+
+// copyable reports whether r's stored JSON can be copied behind the record's own fields: a
+// valid event, one compact object.
+func copyable(r Record) bool {
+	raw := r.Raw
+	return r.Err == nil && len(raw) >= 2 && raw[0] == '{' && bytes.IndexByte(raw, '\n') < 0
+}
+
+func appendCopied(b []byte, r Record) []byte {
+	raw := r.Raw
+	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, `,"stored_at":"`...)
 	b = r.Stored.AppendFormat(b, time.RFC3339Nano)
@@ -70,11 +93,7 @@ func (w *JSONLWriter) Write(r Record) error {
 	if raw[1] != '}' {
 		b = append(b, ',')
 	}
-	b = append(b, raw[1:]...)
-	b = append(b, '\n')
-	w.buf = b
-	_, err := w.w.Write(b)
-	return err
+	return append(b, raw[1:]...)
 }
 
 // TableWriter writes aligned columns without buffering the whole replay, so it works with
