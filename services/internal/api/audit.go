@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -54,7 +55,10 @@ func (s *server) handleAudit() gin.HandlerFunc {
 		defer cancel()
 		// The page is built as the response body: {"success":true,"data":{"events":[...],
 		// "next_after_seq":N,"more":B}}, the shape of the documented response.
-		b := append(make([]byte, 0, 4096), `{"success":true,"data":{"events":[`...)
+		buf := pageBuffers.Get().(*[]byte)
+		defer pageBuffers.Put(buf)
+		b := append((*buf)[:0], `{"success":true,"data":{"events":[`...)
+		defer func() { *buf = b[:0] }() // keep what grew for the next page
 		first := len(b)
 		n, lastSeq := 0, q.AfterSeq
 		full := false
@@ -93,6 +97,10 @@ func (s *server) handleAudit() gin.HandlerFunc {
 		c.Data(http.StatusOK, "application/json; charset=utf-8", b)
 	}
 }
+
+// pageBuffers recycles page buffers (up to AuditPageBytes each): pages come back to back
+// under load, and a fresh megabyte per page would keep the garbage collector busy.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // errPageFull stops a replay whose page reached its size in bytes.
 var errPageFull = errors.New("api: audit page full")

@@ -152,11 +152,8 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 	if err != nil {
 		return sum, fmt.Errorf("audit: open stream %s: %w", events.StreamName, err)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return sum, fmt.Errorf("audit: stream info: %w", err)
-	}
-	end := info.State.LastSeq
+	// The stream's info came with it: asking again would cost a round trip per API page.
+	end := stream.CachedInfo().State.LastSeq
 	if !q.Follow && (end == 0 || q.AfterSeq >= end) {
 		return sum, nil
 	}
