@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	httpAddr := fs.String("http-addr", env("RESOURCED_HTTP_ADDR", "127.0.0.1:8081"), "listen address (RESOURCED_HTTP_ADDR)")
 	natsURL := fs.String("nats-url", env("NATS_URL", nats.DefaultURL), "NATS server of revocast (NATS_URL)")
-	creds := fs.String("nats-creds", natsutil.DefaultCredentials(getenv, natsutil.Resource),
+	creds := fs.String("nats-creds", getenv("NATS_CREDS"),
 		"NATS credentials file (NATS_CREDS; default the embedded default's resource.creds in REVOCAST_DATA_DIR, default ./revocast-data)")
 	issuer := fs.String("issuer", env("REVOCAST_ISSUER", "revocast"), "required iss claim (REVOCAST_ISSUER)")
 	maxStale := fs.Duration("max-staleness", client.DefaultMaxStaleness, "refuse tokens (503) when the table is older than this")
@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *creds == "" {
+		*creds = natsutil.DefaultCredentials(getenv, *natsURL, natsutil.Resource)
 	}
 	logCfg := zap.NewProductionConfig()
 	logCfg.OutputPaths, logCfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}

@@ -240,7 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		role = natsutil.Broadcaster
 	}
 	if g.creds == "" {
-		g.creds = natsutil.DefaultCredentials(getenv, role)
+		g.creds = natsutil.DefaultCredentials(getenv, g.natsURL, role)
 	}
 	nc, err := natsutil.Connect(g.natsURL, "revocast-cli", g.creds, inbox...)
 	if err != nil {

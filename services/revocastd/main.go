@@ -69,6 +69,7 @@ type config struct {
 	accessTTL      time.Duration
 	refreshTTL     time.Duration
 	snapshotEvery  time.Duration
+	auditReaders   int
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -94,6 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.accessTTL, "access-token-ttl", 15*time.Minute, "lifetime of minted access tokens (REVOCAST_ACCESS_TOKEN_TTL)")
 	fs.DurationVar(&cfg.refreshTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of minted refresh tokens (REVOCAST_REFRESH_TOKEN_TTL)")
 	fs.DurationVar(&cfg.snapshotEvery, "snapshot-interval", time.Minute, "how often to write the revocation table to the snapshot bucket when events came since the last one, for clients to start from; 0 = never (REVOCAST_SNAPSHOT_INTERVAL)")
+	fs.IntVar(&cfg.auditReaders, "audit-concurrency", api.DefaultAuditConcurrency, "how many GET /v1/audit calls may read the stream at once; past it they get 429 (REVOCAST_AUDIT_CONCURRENCY)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("REVOCAST_LOG_LEVEL", "info"), "debug, info, warn or error (REVOCAST_LOG_LEVEL)")
 	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
 	// Numeric and duration defaults from the environment are parsed by the flag package
@@ -102,6 +104,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"replicas": "REVOCAST_REPLICAS", "nats-sync-interval": "REVOCAST_NATS_SYNC_INTERVAL",
 		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT", "access-token-ttl": "REVOCAST_ACCESS_TOKEN_TTL",
 		"refresh-token-ttl": "REVOCAST_REFRESH_TOKEN_TTL", "snapshot-interval": "REVOCAST_SNAPSHOT_INTERVAL",
+		"audit-concurrency": "REVOCAST_AUDIT_CONCURRENCY",
 	} {
 		if v := getenv(envName); v != "" {
 			if err := fs.Set(flagName, v); err != nil {
@@ -120,6 +123,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if cfg.snapshotEvery < 0 {
 		return cfg, fmt.Errorf("-snapshot-interval %s: must be 0 (never) or positive", cfg.snapshotEvery)
+	}
+	if cfg.auditReaders < 1 {
+		return cfg, fmt.Errorf("-audit-concurrency %d: must be at least 1", cfg.auditReaders)
 	}
 	if cfg.replicas < 0 || cfg.replicas > 5 {
 		return cfg, fmt.Errorf("-replicas %d: must be 0 (auto) or 1 to 5", cfg.replicas)
@@ -270,6 +276,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.trustedProxies != "" {
 		proxies = strings.Split(cfg.trustedProxies, ",")
 	}
+	// Audit replays get their own connection: their consumers and flow control never share
+	// the socket and write lock of the connection that publishes revocations.
+	auditNC, err := natsutil.Connect(natsURL, "revocastd-audit", natsCreds, natsutil.PrivateInbox())
+	if err != nil {
+		return err
+	}
+	defer auditNC.Close()
+	auditJS, err := jetstream.New(auditNC)
+	if err != nil {
+		return err
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	handler, err := api.NewServer(api.Config{
@@ -277,8 +295,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Tokens:   issuer,
 		Store:    st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
 		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
-			return audit.Replay(ctx, js, q, emit)
+			return audit.Replay(ctx, auditJS, q, emit)
 		},
+		AuditConcurrency: cfg.auditReaders,
 	})
 	if err != nil {
 		return fmt.Errorf("-trusted-proxies: %w", err)

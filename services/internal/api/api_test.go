@@ -107,8 +107,10 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Tokens = issuer
-	cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
-		return audit.Replay(ctx, js, q, emit)
+	if cfg.Replay == nil {
+		cfg.Replay = func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+			return audit.Replay(ctx, js, q, emit)
+		}
 	}
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = time.Second
@@ -470,6 +472,9 @@ func TestStreamRefusalGives500(t *testing.T) {
 	r := f.do(t, "POST", "/v2/users/reset/2", map[string]string{"X-API-Key": f.adminKey}, "")
 	if r.status != 500 || r.body["success"] != false {
 		t.Fatalf("reset into a full stream: %d %s, want 500", r.status, r.raw)
+	}
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "not stored") || strings.Contains(msg, "may or may not") {
+		t.Fatalf("message %q, want one that says the revocation was not stored", msg)
 	}
 	if n := f.msgs(t); n != 1 {
 		t.Fatalf("stream holds %d events, want 1 (old revocations are never dropped)", n)

@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,16 +26,12 @@ const (
 // `revocast audit` as query parameters (app, user, type, actor, since, until), paginated by
 // stream sequence: pass the previous page's next_after_seq as after_seq. Needs an admin key
 // with the audit:read scope.
+//
+// Audit reads are bounded so that they cannot starve revocations: at most AuditConcurrency
+// run at once (past it, 429 at once; the key is checked first, so callers without one take
+// no slot), and a page holds at most AuditPageBytes of events, written as stored instead of
+// being decoded into values and encoded again.
 func (s *server) handleAudit() gin.HandlerFunc {
-	type page struct {
-		Events       []any  `json:"events"`
-		NextAfterSeq uint64 `json:"next_after_seq"`
-		More         bool   `json:"more"`
-	}
-	type response struct {
-		Success bool `json:"success"`
-		Data    page `json:"data"`
-	}
 	return func(c *gin.Context) {
 		q, err := parseAuditQuery(c)
 		if err != nil {
@@ -46,24 +44,66 @@ func (s *server) handleAudit() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
-		defer cancel()
-		p := page{Events: []any{}, NextAfterSeq: q.AfterSeq}
-		sum, err := s.replay(ctx, q, func(r audit.Record) error {
-			p.Events = append(p.Events, audit.MarshalRecord(r))
-			return nil
-		})
-		if err != nil {
-			s.fail(c, errors.Join(store.ErrUnavailable, err))
+		select {
+		case s.auditSlots <- struct{}{}:
+			defer func() { <-s.auditSlots }()
+		default:
+			s.fail(c, errAuditBusy)
 			return
 		}
-		if sum.LastSeq > p.NextAfterSeq {
-			p.NextAfterSeq = sum.LastSeq
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
+		defer cancel()
+		// The page is built as the response body: {"success":true,"data":{"events":[...],
+		// "next_after_seq":N,"more":B}}, the shape of the documented response.
+		buf := pageBuffers.Get().(*[]byte)
+		defer pageBuffers.Put(buf)
+		b := append((*buf)[:0], `{"success":true,"data":{"events":[`...)
+		defer func() { *buf = b[:0] }() // keep what grew for the next page
+		first := len(b)
+		n, lastSeq := 0, q.AfterSeq
+		full := false
+		sum, err := s.replay(ctx, q, func(r audit.Record) error {
+			mark := len(b)
+			if n > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = audit.AppendJSON(b, r); err != nil {
+				return err
+			}
+			if n > 0 && len(b)-first > s.auditPageBytes {
+				b, full = b[:mark], true
+				return errPageFull
+			}
+			n++
+			lastSeq = r.Seq
+			return nil
+		})
+		switch {
+		case full:
+			// Scanned events past the last one sent did not match; reading them again
+			// from lastSeq costs little and skips nothing.
+			sum.LastSeq, sum.More = lastSeq, true
+		case err != nil:
+			s.fail(c, fmt.Errorf("%w: %w", errAuditRead, err))
+			return
 		}
-		p.More = sum.More
-		c.JSON(http.StatusOK, response{Success: true, Data: p})
+		next := max(sum.LastSeq, q.AfterSeq)
+		b = append(b, `],"next_after_seq":`...)
+		b = strconv.AppendUint(b, next, 10)
+		b = append(b, `,"more":`...)
+		b = strconv.AppendBool(b, sum.More)
+		b = append(b, "}}"...)
+		c.Data(http.StatusOK, "application/json; charset=utf-8", b)
 	}
 }
+
+// pageBuffers recycles page buffers (up to AuditPageBytes each): pages come back to back
+// under load, and a fresh megabyte per page would keep the garbage collector busy.
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// errPageFull stops a replay whose page reached its size in bytes.
+var errPageFull = errors.New("api: audit page full")
 
 func parseAuditQuery(c *gin.Context) (audit.Query, error) {
 	bad := func(msg string) error { return newError(http.StatusBadRequest, msg) }

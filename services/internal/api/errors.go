@@ -28,8 +28,15 @@ var (
 	errNotFound         = newError(http.StatusNotFound, "not found")
 	errMethodNotAllowed = newError(http.StatusMethodNotAllowed, "method not allowed")
 	errNotStored        = newError(http.StatusInternalServerError,
-		"the revocation was not stored: the event stream did not acknowledge it; nothing was revoked, retry the call (repeating a revocation is safe)")
+		"the revocation was not stored: the event stream could not be reached or refused it; nothing was revoked, retry the call (repeating a revocation is safe)")
+	errUnknownOutcome = newError(http.StatusInternalServerError,
+		"the revocation may or may not be stored (no acknowledgement came in time); repeating the call is safe")
 	errInternal = newError(http.StatusInternalServerError, "internal error")
+	// errAuditBusy answers an audit read past the concurrency limit, at once: waiting
+	// callers would hold connections and memory all the same.
+	errAuditBusy = &apiError{status: http.StatusTooManyRequests, retryAfter: 1,
+		msg: "the audit log is busy (too many audit reads at once); retry in a moment"}
+	errAuditRead = newError(http.StatusInternalServerError, "the audit log could not be read: the event stream did not answer in time; retry")
 )
 
 // fail is the one place that turns an error into a response. Errors that are not the
@@ -38,6 +45,8 @@ func (s *server) fail(c *gin.Context, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrUnknownOutcome):
+		ae = errUnknownOutcome
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		ae = errNotStored
 	default:

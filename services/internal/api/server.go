@@ -53,6 +53,14 @@ type Config struct {
 	// a client may fail Burst times at once, then once per Every. Defaults 10 and 1s.
 	AuthFailureBurst int
 	AuthFailureEvery time.Duration
+	// AuditConcurrency is how many GET /v1/audit calls may read the stream at once; past it
+	// a call gets 429 with Retry-After at once, so audit reads cannot pile up and starve
+	// revocations of memory and CPU. Default [DefaultAuditConcurrency].
+	AuditConcurrency int
+	// AuditPageBytes bounds the events of one GET /v1/audit page in bytes: a page stops
+	// there, with more=true, even before limit events (one event always fits). Default
+	// [DefaultAuditPageBytes], 1 MiB.
+	AuditPageBytes int
 	// Now is the clock for not_before; default time.Now.
 	Now func() time.Time
 	// Registry receives the API's metrics and is served on /metrics; default a new one.
@@ -69,7 +77,15 @@ type server struct {
 	now            func() time.Time
 	metrics        *metrics
 	registry       *prometheus.Registry
+	auditSlots     chan struct{}
+	auditPageBytes int
 }
+
+// Defaults of [Config.AuditConcurrency] and [Config.AuditPageBytes].
+const (
+	DefaultAuditConcurrency = 4
+	DefaultAuditPageBytes   = 1 << 20
+)
 
 // NewServer returns the API as an http.Handler. Serve it from an http.Server whose
 // MaxHeaderBytes is [MaxHeaderBytes].
@@ -102,6 +118,15 @@ func NewServer(cfg Config) (http.Handler, error) {
 		every = time.Second
 	}
 	s.failures = newFailureLimiter(burst, every, time.Now)
+	slots := cfg.AuditConcurrency
+	if slots <= 0 {
+		slots = DefaultAuditConcurrency
+	}
+	s.auditSlots = make(chan struct{}, slots)
+	s.auditPageBytes = cfg.AuditPageBytes
+	if s.auditPageBytes <= 0 {
+		s.auditPageBytes = DefaultAuditPageBytes
+	}
 	s.registry = cfg.Registry
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()

@@ -152,11 +152,8 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 	if err != nil {
 		return sum, fmt.Errorf("audit: open stream %s: %w", events.StreamName, err)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return sum, fmt.Errorf("audit: stream info: %w", err)
-	}
-	end := info.State.LastSeq
+	// The stream's info came with it: asking again would cost a round trip per API page.
+	end := stream.CachedInfo().State.LastSeq
 	if !q.Follow && (end == 0 || q.AfterSeq >= end) {
 		return sum, nil
 	}
@@ -176,10 +173,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 	if err != nil {
 		return sum, fmt.Errorf("audit: create consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2048))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(pullBatch(q), MaxBuffered))
 	if err != nil {
 		return sum, fmt.Errorf("audit: read: %w", err)
 	}
+	defer deleteConsumer(ctx, stream, cons)
 	defer it.Stop()
 	if ci := cons.CachedInfo(); ci != nil && ci.NumPending == 0 && !q.Follow {
 		return sum, nil
@@ -245,6 +243,34 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 			return sum, nil
 		}
 	}
+}
+
+// MaxBuffered bounds, in bytes, the messages a replay has pulled from the server and not
+// yet read: a replay holds at most this much whatever the stream's size.
+const MaxBuffered = 1 << 20
+
+// pullBatch is how many messages a replay asks for at a time: enough for a fast replay of
+// the whole stream, and no more than a limited replay needs (a filter on the client side,
+// such as an actor, may need more, which the next pull fetches).
+func pullBatch(q Query) int {
+	const most = 2048
+	if q.Limit > 0 && q.Limit < most && !q.Follow {
+		return max(q.Limit+1, 16)
+	}
+	return most
+}
+
+// deleteConsumer removes the replay's consumer from the server as the replay ends, instead
+// of leaving it there until its inactivity threshold: API pages come quickly, and each
+// would leave a consumer behind for the server to keep.
+func deleteConsumer(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = stream.DeleteConsumer(ctx, info.Name) // past InactiveThreshold the server drops it anyway
 }
 
 // decodeOn decodes data and checks that the event belongs on subject. It uses go-json,

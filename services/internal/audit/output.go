@@ -66,8 +66,7 @@ func NewJSONLWriter(w io.Writer) *JSONLWriter {
 // again: replays of millions of events spend their time reading, not re-encoding. Anything
 // else (an invalid message, whitespace between fields, a character to escape) is encoded.
 func (w *JSONLWriter) Write(r Record) error {
-	raw := r.Raw
-	if r.Err != nil || len(raw) < 2 || raw[0] != '{' || !plainJSON(raw) {
+	if !copyable(r) {
 		w.encoded.Reset()
 		if err := w.enc.Encode(MarshalRecord(r)); err != nil {
 			return err
@@ -76,7 +75,34 @@ func (w *JSONLWriter) Write(r Record) error {
 		_, err := w.w.Write(w.buf)
 		return err
 	}
-	b := append(w.buf[:0], `{"seq":`...)
+	w.buf = append(appendCopied(w.buf[:0], r), '\n')
+	_, err := w.w.Write(w.buf)
+	return err
+}
+
+// AppendJSON appends the JSON object of r (the object [JSONLWriter] writes, without the
+// newline) to b. A valid event is copied as stored, as JSONLWriter does.
+func AppendJSON(b []byte, r Record) ([]byte, error) {
+	if copyable(r) {
+		return appendCopied(b, r), nil
+	}
+	j, err := json.Marshal(MarshalRecord(r))
+	if err != nil {
+		return b, err
+	}
+	return escapeJSON(b, j), nil
+}
+
+// copyable reports whether r's stored JSON can be copied behind the record's own fields: a
+// valid event, one compact object with nothing a terminal acts on.
+func copyable(r Record) bool {
+	raw := r.Raw
+	return r.Err == nil && len(raw) >= 2 && raw[0] == '{' && plainJSON(raw)
+}
+
+func appendCopied(b []byte, r Record) []byte {
+	raw := r.Raw
+	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, `,"stored_at":"`...)
 	b = r.Stored.AppendFormat(b, time.RFC3339Nano)
@@ -85,11 +111,7 @@ func (w *JSONLWriter) Write(r Record) error {
 	if raw[1] != '}' {
 		b = append(b, ',')
 	}
-	b = append(b, raw[1:]...)
-	b = append(b, '\n')
-	w.buf = b
-	_, err := w.w.Write(b)
-	return err
+	return append(b, raw[1:]...)
 }
 
 // TableWriter writes aligned columns without buffering the whole replay, so it works with

@@ -228,12 +228,12 @@ func adoptAnonymousStore(storeDir, account string) (bool, error) {
 // DefaultDataDir is the embedded default's data directory, relative to where revocastd runs.
 const DefaultDataDir = "revocast-data"
 
-// DefaultCredentials is the credentials file a tool of role uses: NATS_CREDS when set;
-// otherwise the role's file in the embedded default's data directory (REVOCAST_DATA_DIR,
-// default [DefaultDataDir]) when that file exists or when the tool talks to the embedded
-// default (NATS_URL not set); otherwise none. So the CLI and resource servers on the
+// DefaultCredentials is the credentials file a tool of role uses to reach natsURL:
+// NATS_CREDS when set; otherwise the role's file in the embedded default's data directory
+// (REVOCAST_DATA_DIR, default [DefaultDataDir]) when that file exists or when natsURL is the
+// embedded default's ([DefaultURL]); otherwise none. So the CLI and resource servers on the
 // revocastd machine need no configuration.
-func DefaultCredentials(getenv func(string) string, role Role) string {
+func DefaultCredentials(getenv func(string) string, natsURL string, role Role) string {
 	if c := getenv("NATS_CREDS"); c != "" {
 		return c
 	}
@@ -242,7 +242,7 @@ func DefaultCredentials(getenv func(string) string, role Role) string {
 		dataDir = DefaultDataDir
 	}
 	path := CredentialsFile(dataDir, role)
-	if _, err := os.Stat(path); err == nil || getenv("NATS_URL") == "" {
+	if _, err := os.Stat(path); err == nil || natsURL == "" || natsURL == DefaultURL {
 		return path
 	}
 	return ""

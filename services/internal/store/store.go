@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revocast/revocast/events"
@@ -44,6 +45,14 @@ var (
 	ErrNotSetUp     = errors.New("store: revocast stream and buckets not found")
 	// ErrUnavailable wraps every failure to reach JetStream or get an acknowledgement.
 	ErrUnavailable = errors.New("store: JetStream unavailable")
+	// ErrNotStored is a publish that certainly stored nothing: JetStream refused it (a full
+	// stream, say), or it was never sent, or no stream received it. It comes with
+	// ErrUnavailable.
+	ErrNotStored = errors.New("store: event not stored")
+	// ErrUnknownOutcome is a publish that was sent but whose acknowledgement did not come
+	// (a timeout, a connection lost after sending): the event may be stored. It comes with
+	// ErrUnavailable.
+	ErrUnknownOutcome = errors.New("store: event may or may not be stored")
 )
 
 // Config is how the stream and buckets are created.
@@ -152,6 +161,11 @@ func notSetUp(name string, err error) error {
 // The event id is the Nats-Msg-Id, so when the same event is published again (a retry after
 // a lost ack) the stream keeps one copy. Transient "no responders" during a leader election
 // are retried within ctx.
+//
+// A failed publish is [ErrNotStored] when nothing was stored for certain, and
+// [ErrUnknownOutcome] when the event was sent and no acknowledgement came in time: it may be
+// stored. Failures before the publish (reading the subject's last event) are ErrUnavailable
+// alone: nothing was sent.
 func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 	if err := ev.Validate(); err != nil {
 		return Stored{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -206,8 +220,26 @@ func (s *Store) Publish(ctx context.Context, ev events.Event) (Stored, error) {
 			known = false // another publisher wrote the subject: read it
 			continue
 		}
-		return Stored{}, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+		return Stored{}, fmt.Errorf("%w: %w: publish %s: %v", ErrUnavailable, publishOutcome(err), subject, err)
 	}
+}
+
+// publishOutcome says what a failed publish is known to have done. Only an answer from
+// JetStream (an API error such as a full stream), "no responders" (no stream received the
+// message), or a failure before the message left (closed connection, bad message) means
+// nothing was stored. After a timeout or a connection lost while waiting, the event may be
+// stored and only its acknowledgement missing: the caller must not say it was not.
+func publishOutcome(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrInvalidConnection), errors.Is(err, nats.ErrMaxPayload),
+		errors.Is(err, nats.ErrBadSubject), errors.Is(err, jetstream.ErrInvalidOption):
+		return ErrNotStored
+	}
+	return ErrUnknownOutcome
 }
 
 // subjectHead is the last event this process stored on a subject.
