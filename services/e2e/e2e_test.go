@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,28 +72,7 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // ready; the first submatch is returned too.
 func start(t *testing.T, name, dir string, env []string, ready *regexp.Regexp) (*process, []string) {
 	t.Helper()
-	p := &process{cmd: exec.Command(filepath.Join(bin, name))}
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
-	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			t.Errorf("%s did not stop on SIGINT within 15s", name)
-		}
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", name, p.logs())
-		}
-	})
+	p, exited := launch(t, name, dir, env)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := ready.FindStringSubmatch(p.out()); m != nil {
@@ -108,6 +88,34 @@ func start(t *testing.T, name, dir string, env []string, ready *regexp.Regexp) (
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// launch runs a binary in dir with env until the test ends; exited is closed when it exits.
+func launch(t *testing.T, name, dir string, env []string) (p *process, exited chan struct{}) {
+	t.Helper()
+	p = &process{cmd: exec.Command(filepath.Join(bin, name))}
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
+	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			t.Errorf("%s did not stop on SIGINT within 15s", name)
+		}
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", name, p.logs())
+		}
+	})
+	return p, exited
 }
 
 // cli runs the admin CLI in the stack's directory, as a user on the revocastd machine
@@ -135,7 +143,11 @@ type stack struct {
 
 func startRevocastd(t *testing.T) stack {
 	t.Helper()
-	dir := t.TempDir()
+	return startRevocastdIn(t, t.TempDir())
+}
+
+func startRevocastdIn(t *testing.T, dir string) stack {
+	t.Helper()
 	_, m := start(t, "revocastd", dir, []string{"REVOCAST_HTTP_ADDR=127.0.0.1:0", "REVOCAST_NATS_LISTEN=127.0.0.1:0"},
 		regexp.MustCompile(`serving (http://\S+) \(NATS (\S+)\)`))
 	st := stack{api: m[1], nats: m[2], dir: dir}
@@ -338,4 +350,38 @@ func kid(t *testing.T, token string) string {
 	var h struct{ Kid string }
 	_ = json.Unmarshal(b, &h)
 	return h.Kid
+}
+
+// TestResourcedStartedFirst: a resource server started before revocastd's first start, when
+// no credentials exist yet, waits for the file and becomes ready once revocastd writes it.
+func TestResourcedStartedFirst(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := ln.Addr().String()
+	ln.Close()
+	creds := filepath.Join(dir, "revocast-data", "credentials", "resource.creds")
+	rs, exited := launch(t, "resourced", dir, []string{"RESOURCED_HTTP_ADDR=127.0.0.1:0",
+		"NATS_URL=nats://" + natsAddr, "NATS_CREDS=" + creds})
+	waitFor(t, "resourced waiting for its credentials", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("resourced exited:\n%s", rs.logs())
+		default:
+		}
+		return strings.Contains(rs.logs(), "waiting for the NATS credentials file")
+	})
+	start(t, "revocastd", dir, []string{"REVOCAST_HTTP_ADDR=127.0.0.1:0", "REVOCAST_NATS_LISTEN=" + natsAddr},
+		regexp.MustCompile(`serving (http://\S+)`))
+	var url string
+	waitFor(t, "resourced serving", func() bool {
+		m := regexp.MustCompile(`serving (http://\S+)`).FindStringSubmatch(rs.out())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	waitFor(t, "resourced ready", func() bool { code, _, _ := call(t, "GET", url+"/readyz", nil, ""); return code == 200 })
 }

@@ -72,6 +72,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Keep trying when NATS is not up yet: resource servers and revocast may start in any
 	// order. Until the table has caught up, /readyz says 503 and the middleware 503 too.
+	if err := natsutil.WaitForCredentials(ctx, *creds, func() {
+		log.Warn("waiting for the NATS credentials file (revocastd writes it on its first start; on another host, set NATS_CREDS to a copy of resource.creds)", zap.String("file", *creds))
+	}); err != nil {
+		return err
+	}
 	opts := []nats.Option{nats.Name("resourced"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) })}

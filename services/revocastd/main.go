@@ -295,6 +295,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Tokens:   issuer,
 		Store:    st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
 		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+			q.DeleteConsumer = true // API pages come quickly: leave no consumer behind
 			return audit.Replay(ctx, auditJS, q, emit)
 		},
 		AuditConcurrency: cfg.auditReaders,

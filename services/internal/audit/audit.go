@@ -139,6 +139,10 @@ type Query struct {
 	// Progress, if set, is called about once a second with events scanned so far and the
 	// number still pending.
 	Progress func(scanned int, pending uint64)
+	// DeleteConsumer deletes the replay's consumer when it ends instead of leaving it to
+	// expire. It takes a user allowed to delete consumers (the broadcaster; auditors are
+	// not): revocastd's API pages set it.
+	DeleteConsumer bool
 }
 
 // Replay reads the stream in order and calls emit for each matching event. Without Follow it
@@ -177,7 +181,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 	if err != nil {
 		return sum, fmt.Errorf("audit: read: %w", err)
 	}
-	defer deleteConsumer(ctx, stream, cons)
+	if q.DeleteConsumer {
+		defer deleteConsumer(ctx, stream, cons)
+	}
 	defer it.Stop()
 	if ci := cons.CachedInfo(); ci != nil && ci.NumPending == 0 && !q.Follow {
 		return sum, nil

@@ -17,9 +17,9 @@ func TestReplayLeavesNoConsumer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for name, q := range map[string]audit.Query{
-		"Limit":    {Limit: 3},
-		"ToTheEnd": {},
-		"Filtered": {Filter: audit.Filter{User: 2}},
+		"Limit":    {Limit: 3, DeleteConsumer: true},
+		"ToTheEnd": {DeleteConsumer: true},
+		"Filtered": {Filter: audit.Filter{User: 2}, DeleteConsumer: true},
 	} {
 		if _, err := audit.Replay(ctx, js, q, func(audit.Record) error { return nil }); err != nil {
 			t.Fatalf("%s: %v", name, err)

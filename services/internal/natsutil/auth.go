@@ -2,12 +2,14 @@ package natsutil
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -246,4 +248,26 @@ func DefaultCredentials(getenv func(string) string, natsURL string, role Role) s
 		return path
 	}
 	return ""
+}
+
+// WaitForCredentials returns once the credentials file at path exists, or with ctx's error:
+// a resource server started before revocastd's first start waits for the file instead of
+// failing. waiting is called once if it has to wait.
+func WaitForCredentials(ctx context.Context, path string, waiting func()) error {
+	if path == "" {
+		return nil
+	}
+	for i := 0; ; i++ {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if i == 0 && waiting != nil {
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no credentials file %s: %w", path, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
