@@ -359,7 +359,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ev.Reason = g.reason
 		ev.Source.UserAgent = "revocast-cli"
 		stored, err := st.Publish(ctx, ev)
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrUnknownOutcome):
+			return fmt.Errorf("%w; the revocation may or may not be stored (no acknowledgement came in time): run the same command again, repeating it is safe", err)
+		case err != nil:
 			return fmt.Errorf("%w; nothing was revoked, retry", err)
 		}
 		fmt.Fprintf(stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), stored.Seq, stored.Event.NotBefore.Format(time.RFC3339Nano))
