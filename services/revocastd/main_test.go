@@ -390,8 +390,21 @@ func TestEmbeddedNATSPortBusy(t *testing.T) {
 	err := run(context.Background(), []string{"revocastd"}, func(k string) string {
 		return map[string]string{"REVOCAST_NATS_LISTEN": listen, "REVOCAST_DATA_DIR": t.TempDir()}[k]
 	}, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "NATS_URL") {
-		t.Fatalf("second server on a busy NATS port: %v, want a hint to set NATS_URL", err)
+	if err == nil || !strings.Contains(err.Error(), "NATS_URL") || !strings.Contains(err.Error(), "REVOCAST_DATA_DIR") {
+		t.Fatalf("second server on a busy NATS port: %v, want a hint to set NATS_URL, or another REVOCAST_DATA_DIR", err)
+	}
+}
+
+// TestDataDirInUse: a second revocastd on the data directory of a running one (on another
+// NATS port, as the port-clash hint suggests) exits at once and says who holds it.
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	start(t, map[string]string{"REVOCAST_DATA_DIR": dir})
+	err := run(context.Background(), []string{"revocastd"}, func(k string) string {
+		return map[string]string{"REVOCAST_NATS_LISTEN": "127.0.0.1:0", "REVOCAST_HTTP_ADDR": "127.0.0.1:0", "REVOCAST_DATA_DIR": dir}[k]
+	}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("second revocastd on a data directory in use: %v, want an error naming %s and the process holding it", err, dir)
 	}
 }
 
