@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,15 @@ func TestEmbeddedDefaultTrustsNoOne(t *testing.T) {
 
 	for _, role := range []natsutil.Role{natsutil.Resource, natsutil.Auditor} {
 		t.Run(string(role), func(t *testing.T) {
-			nc := srv.connect(t, role)
+			violations := make(chan string, 64)
+			nc := srv.connect(t, role, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				if errors.Is(err, nats.ErrPermissionViolation) {
+					select {
+					case violations <- err.Error():
+					default:
+					}
+				}
+			}))
 			rjs, err := jetstream.New(nc)
 			if err != nil {
 				t.Fatal(err)
@@ -65,13 +74,29 @@ func TestEmbeddedDefaultTrustsNoOne(t *testing.T) {
 			if m, err := nc.Request("$JS.API.DIRECT.GET.KV_"+tokens.PrivateBucket, []byte(`{"last_by_subj":"$KV.`+tokens.PrivateBucket+`.>"}`), time.Second); err == nil && len(m.Data) > 0 {
 				t.Errorf("%s direct get of the signing keys answered %q", role, m.Data)
 			}
-			// Reading the replies of the broadcaster (secrets travel there).
-			if sub, err := nc.SubscribeSync(natsutil.InboxPrefix + ".>"); err == nil {
-				if err := nc.Flush(); err == nil {
-					if _, err := sub.NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrPermissionViolation) && !errors.Is(err, nats.ErrTimeout) {
-						t.Errorf("%s subscribed to the broadcaster's inbox: %v", role, err)
-					}
+			// Reading the replies of the broadcaster (secrets travel there): the server
+			// refuses the subscription, and no reply to the broadcaster's reads arrives.
+			sub, err := nc.SubscribeSync(natsutil.InboxPrefix + ".>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			refused := false
+			for deadline := time.After(10 * time.Second); !refused; {
+				select {
+				case v := <-violations:
+					refused = strings.Contains(v, "Subscription to \""+natsutil.InboxPrefix)
+				case <-deadline:
+					t.Fatalf("%s: no permissions violation for a subscription to the broadcaster's inbox", role)
 				}
+			}
+			if _, err := st.ListApps(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+				t.Errorf("%s read a reply to the broadcaster: %q", role, m.Data)
 			}
 			// A forged flush, through JetStream and as a plain publish.
 			ev, err := events.NewAppFlushed("shop", time.Now(), "forged")

@@ -67,9 +67,9 @@ func (i *instance) credentials(role natsutil.Role) string {
 }
 
 // connect opens a connection to the instance's NATS as role, closed when the test ends.
-func (i *instance) connect(tb testing.TB, role natsutil.Role) *nats.Conn {
+func (i *instance) connect(tb testing.TB, role natsutil.Role, extra ...nats.Option) *nats.Conn {
 	tb.Helper()
-	opts := []nats.Option{nats.UserCredentials(i.credentials(role))}
+	opts := append([]nats.Option{nats.UserCredentials(i.credentials(role))}, extra...)
 	if role == natsutil.Broadcaster {
 		opts = append(opts, natsutil.PrivateInbox())
 	}

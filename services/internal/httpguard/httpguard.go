@@ -248,10 +248,17 @@ func (c *conn) stop(err error) bool {
 // Close closes the connection. After a refusal it first ends its own sending and drains
 // what the peer still sends, for a moment: closing with unread bytes would reset the
 // connection, and a reset can destroy the answer before the peer reads it.
+//
+// The drain runs on its own goroutine: http.Server.Close closes connections one by one
+// under a lock, and must not wait a moment for each refused one.
 func (c *conn) Close() error {
 	if c.refused.Load() && c.CloseWrite() == nil {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
-		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+		go func() {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+			_ = c.Conn.Close()
+		}()
+		return nil
 	}
 	return c.Conn.Close()
 }
@@ -334,7 +341,7 @@ func parseHeader(block []byte) (framing, error) {
 	case len(codings) > 0 && len(lengths) > 0:
 		return f, errors.New("both Content-Length and Transfer-Encoding")
 	case len(codings) > 0:
-		if proto != "HTTP/1.1" || len(codings) > 1 || !strings.EqualFold(codings[0], "chunked") {
+		if proto != "HTTP/1.1" || len(codings) > 1 || !asciiEqualFold(codings[0], "chunked") {
 			return f, errors.New("unsupported Transfer-Encoding")
 		}
 		f.chunked = true
@@ -358,7 +365,8 @@ func crlfLine(in []byte) (line []byte, ok bool) {
 	if i < 0 {
 		return nil, len(in) < maxLine
 	}
-	if i+1 > maxLine || bytes.IndexByte(in[:i+1], '\r') != i-1 {
+	// A line ends in CR LF and holds no other CR; a bare LF (i == 0) is no line at all.
+	if i < 1 || i+1 > maxLine || bytes.IndexByte(in[:i+1], '\r') != i-1 {
 		return nil, false
 	}
 	return in[:i+1], true
@@ -367,12 +375,36 @@ func crlfLine(in []byte) (line []byte, ok bool) {
 // chunkSize parses a chunk-size line: 1 to 16 hex digits, then optionally ";" and
 // extensions, which net/http ignores.
 func chunkSize(line []byte) (uint64, bool) {
+	if len(line) < 2 {
+		return 0, false
+	}
 	digits, _, _ := bytes.Cut(line[:len(line)-2], []byte(";"))
 	if len(digits) == 0 || len(digits) > 16 {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(string(digits), 16, 64)
 	return n, err == nil
+}
+
+// asciiEqualFold compares as net/http does: ASCII letters only fold, so "chun\u212Aed" (a
+// Kelvin sign) is not "chunked" (strings.EqualFold would say it is).
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // isToken reports whether b is an RFC 9110 token, what net/http accepts as a header name.

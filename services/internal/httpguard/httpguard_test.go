@@ -147,3 +147,35 @@ func TestEmptyLineBeforeRequestIsRefused(t *testing.T) {
 	}
 	c.closed()
 }
+
+// Malformed lines where the guard reads chunk sizes and trailers: a bare LF (which once
+// made the guard slice out of range and panic) and a CR inside a line. Each fails the
+// handler's read, is answered, and ends the connection.
+func TestMalformedChunkLinesFailTheRead(t *testing.T) {
+	addr := serve(t)
+	for name, body := range map[string]string{
+		"ErrBareLFChunkSize": "\n",
+		"ErrBareLFTrailer":   "0\r\n\n",
+		"ErrCRInSize":        "1\r2\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.send("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+			if code, resp := c.answer(); code != 400 {
+				t.Fatalf("answer = %d %q, want 400", code, resp)
+			}
+			c.closed()
+		})
+	}
+}
+
+// A coding that only Unicode case folding calls "chunked" (a Kelvin sign for the k) is not
+// chunked for net/http, and so not for the guard either.
+func TestUnicodeFoldedCodingIsNotChunked(t *testing.T) {
+	c := dial(t, serve(t))
+	c.send("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chun\u212Aed\r\n\r\n0\r\n\r\n")
+	if code, _ := c.answer(); code != 400 {
+		t.Fatalf("status = %d, want 400", code)
+	}
+	c.closed()
+}
