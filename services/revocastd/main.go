@@ -225,6 +225,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// Keys checked in memory: a flood of refused audit reads costs no NATS round trips on
+	// the connection that publishes revocations.
+	stopWatch, err := st.WatchCredentials(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 
 	if off, err := st.ClockOffset(ctx); err == nil && (off > time.Second || off < -time.Second) {
 		log.Warn("this machine's clock differs from the NATS server's; watermarks come from this clock, and clients refuse those more than 5s ahead of theirs: fix the clock (NTP)",

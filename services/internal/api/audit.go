@@ -29,8 +29,9 @@ const (
 //
 // Audit reads are bounded so that they cannot starve revocations: at most AuditConcurrency
 // run at once (past it, 429 at once; the key is checked first, so callers without one take
-// no slot), and a page holds at most AuditPageBytes of events, written as stored instead of
-// being decoded into values and encoded again.
+// no slot), a read steps aside for a bounded time between batches of events whenever
+// revocations are in flight ([Revocations]), and a page holds at most AuditPageBytes of
+// events, written as stored instead of being decoded into values and encoded again.
 func (s *server) handleAudit() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		q, err := parseAuditQuery(c)
@@ -53,6 +54,8 @@ func (s *server) handleAudit() gin.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 		defer cancel()
+		// Revocations come first: the replay pauses between batches while any is in flight.
+		q.Yield = func(ctx context.Context) { s.revocations.Wait(ctx, s.auditYieldWait) }
 		// The page is built as the response body: {"success":true,"data":{"events":[...],
 		// "next_after_seq":N,"more":B}}, the shape of the documented response.
 		buf := pageBuffers.Get().(*[]byte)

@@ -24,6 +24,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 		Status string `json:"status"`
 	}
 	return func(c *gin.Context) {
+		defer s.revocations.Begin()() // audit reads step aside until it is done
 		appID := c.Param("app_id")
 		if err := events.ValidateAppID(appID); err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
@@ -72,6 +73,7 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 		Data    bool `json:"data"`
 	}
 	return func(c *gin.Context) {
+		defer s.revocations.Begin()() // audit reads step aside until it is done
 		userID, err := events.ParseUserID(c.Param("id"))
 		if err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))

@@ -61,6 +61,13 @@ type Config struct {
 	// there, with more=true, even before limit events (one event always fits). Default
 	// [DefaultAuditPageBytes], 1 MiB.
 	AuditPageBytes int
+	// AuditYieldWait is how long an audit read waits at most, at each of its pauses (every
+	// [audit.YieldEvery] events), while revocations are in flight: revocations come first,
+	// and audit reads still progress. Default [DefaultAuditYieldWait].
+	AuditYieldWait time.Duration
+	// Revocations counts revocation calls in flight for audit reads to step aside; default
+	// a new one. Tests pass theirs to hold a revocation in flight.
+	Revocations *Revocations
 	// Now is the clock for not_before; default time.Now.
 	Now func() time.Time
 	// Registry receives the API's metrics and is served on /metrics; default a new one.
@@ -79,12 +86,15 @@ type server struct {
 	registry       *prometheus.Registry
 	auditSlots     chan struct{}
 	auditPageBytes int
+	auditYieldWait time.Duration
+	revocations    *Revocations
 }
 
-// Defaults of [Config.AuditConcurrency] and [Config.AuditPageBytes].
+// Defaults of [Config.AuditConcurrency], [Config.AuditPageBytes] and [Config.AuditYieldWait].
 const (
 	DefaultAuditConcurrency = 4
 	DefaultAuditPageBytes   = 1 << 20
+	DefaultAuditYieldWait   = 20 * time.Millisecond
 )
 
 // NewServer returns the API as an http.Handler. Serve it from an http.Server whose
@@ -126,6 +136,14 @@ func NewServer(cfg Config) (http.Handler, error) {
 	s.auditPageBytes = cfg.AuditPageBytes
 	if s.auditPageBytes <= 0 {
 		s.auditPageBytes = DefaultAuditPageBytes
+	}
+	s.auditYieldWait = cfg.AuditYieldWait
+	if s.auditYieldWait <= 0 {
+		s.auditYieldWait = DefaultAuditYieldWait
+	}
+	s.revocations = cfg.Revocations
+	if s.revocations == nil {
+		s.revocations = new(Revocations)
 	}
 	s.registry = cfg.Registry
 	if s.registry == nil {

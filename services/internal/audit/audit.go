@@ -143,7 +143,16 @@ type Query struct {
 	// expire. It takes a user allowed to delete consumers (the broadcaster; auditors are
 	// not): revocastd's API pages set it.
 	DeleteConsumer bool
+	// Yield, if set, is called after every [YieldEvery] events scanned, and the replay reads
+	// on once it returns. The API passes one that waits, for a bounded time, while
+	// revocations are in flight, so that audit reads step aside for them; the replay then
+	// pulls only a few batches ahead, so while it waits the server delivers nothing more to
+	// it either.
+	Yield func(ctx context.Context)
 }
+
+// YieldEvery is how many events a replay scans between calls of [Query.Yield].
+const YieldEvery = 64
 
 // Replay reads the stream in order and calls emit for each matching event. Without Follow it
 // returns at the end of the stream as it was when the replay started.
@@ -247,6 +256,15 @@ func Replay(ctx context.Context, js jetstream.JetStream, q Query, emit func(Reco
 		}
 		if !q.Follow && (meta.NumPending == 0 || seq >= end) {
 			return sum, nil
+		}
+		if q.Yield != nil && sum.Scanned%YieldEvery == 0 {
+			q.Yield(ctx)
+			if ctx.Err() != nil {
+				if q.Follow {
+					return sum, nil
+				}
+				return sum, ctx.Err()
+			}
 		}
 	}
 }

@@ -103,6 +103,9 @@ type Store struct {
 	keys   jetstream.KeyValue
 	now    func() time.Time
 	heads  heads
+	// keyMirror and appMirror hold the buckets in memory while WatchCredentials runs.
+	keyMirror mirror[APIKey]
+	appMirror mirror[App]
 }
 
 // Setup creates or updates the stream and the buckets, then opens the store. revocastd
