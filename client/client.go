@@ -301,10 +301,16 @@ func (t *Table) NotBefore(appID string, userID int64) time.Time {
 	return time.Unix(0, nb)
 }
 
-// Ready reports whether the table has caught up with the stream at least once.
-func (t *Table) Ready() bool { return t.ready.Load() }
+// Ready reports whether the table can decide now: it has caught up with the stream, and
+// JetStream confirmed it within the maximum staleness ([WithMaxStaleness]). It turns false
+// when the table has not been able to follow the stream for that long (whether or not
+// [WithFailOpen] was chosen), which is when [Table.Verify] starts to refuse tokens with
+// [ErrStale], and true again once the table has caught up. A readiness probe built on it
+// takes a resource server out of service exactly while it would answer 503.
+func (t *Table) Ready() bool { return t.ready.Load() && t.Staleness() <= t.cfg.maxStaleness }
 
-// WaitReady blocks until the table is ready or ctx is done.
+// WaitReady blocks until the table has caught up with the stream for the first time, or
+// ctx is done.
 func (t *Table) WaitReady(ctx context.Context) error {
 	select {
 	case <-t.readyCh:
@@ -343,7 +349,8 @@ func (t *Table) Staleness() time.Duration {
 
 // Stats is a snapshot of a table's counters, for metrics and health checks.
 type Stats struct {
-	Ready            bool
+	Ready            bool          // see [Table.Ready]
+	Following        bool          // a consumer is delivering the stream to the table
 	Apps             int           // apps with a watermark
 	Users            int           // users with a watermark
 	EventsApplied    uint64        // events applied since New (duplicates included)
@@ -365,6 +372,7 @@ func (t *Table) Stats() Stats {
 	t.writeMu.Unlock()
 	return Stats{
 		Ready:            t.Ready(),
+		Following:        t.following.Load(),
 		Apps:             len(*t.apps.Load()),
 		Users:            users,
 		EventsApplied:    t.applied.Load(),

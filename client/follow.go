@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -102,78 +104,121 @@ func (t *Table) waitForStream(ctx context.Context, js jetstream.JetStream) (jets
 	}
 }
 
-// follow consumes the stream with an ordered consumer. The ordered consumer recreates
-// itself after a disconnect, a missed heartbeat or a server restart, starting after the
-// last sequence it delivered. If it gives up, follow makes a new one that starts after the
-// last event the table handled.
+// Consumer settings. The table runs its own ordered consumer rather than nats.go's: that
+// one retries the creation of a lost consumer under the same name without end, and after
+// a node crashes that name can stay assigned to the dead node (a crashed peer counts as
+// online until orphan detection, minutes later), so the table would never follow again.
+const (
+	// consumerCreateTimeout bounds one attempt at creating a consumer. An attempt placed
+	// on a node that just died gets no answer; the next one, under a new name, is placed
+	// on a live node (the meta leader prefers peers that answered it in the last seconds).
+	consumerCreateTimeout = 2 * time.Second
+	// consumerHeartbeat is how often an idle consumer says it is alive; two missed
+	// heartbeats (its node died, or the connection moved to a node that cannot reach it)
+	// and the table makes a new consumer.
+	consumerHeartbeat = time.Second
+	// consumerInactiveThreshold is how long JetStream keeps a consumer nobody pulls from:
+	// the ones a table left behind (the resource role may not delete consumers) go away
+	// by themselves.
+	consumerInactiveThreshold = time.Minute
+)
+
+// errDeliveryGap means the consumer skipped a message: the table starts a new one after
+// the last event it handled.
+var errDeliveryGap = errors.New("client: gap in the consumer's deliveries")
+
+// follow consumes the stream, one ephemeral consumer at a time: each starts after the last
+// event the table handled (or, the first time, at the latest event per subject), and
+// whenever one fails (a missed heartbeat, a gap, a deleted consumer, a lost node) follow
+// creates another under a new name, on whichever node JetStream places it.
 func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
-	for try := 0; ctx.Err() == nil; try++ {
+	prefix := rand.Text()[:16]
+	for serial, try := 1, 0; ctx.Err() == nil; serial++ {
 		if t.rewound.Swap(false) {
 			t.restartFromTheTop()
 		}
-		cfg := jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{events.StreamSubjects},
-			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		}
-		if seq := t.lastSeq.Load(); seq > 0 {
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = seq + 1
-		}
-		cons, err := js.OrderedConsumer(ctx, events.StreamName, cfg)
-		if err == nil {
-			var it jetstream.MessagesContext
-			// Shorter pulls and heartbeats than the defaults (30s, 15s): if a server restart
-			// slips past the reconnect notice, a missing heartbeat resets the consumer
-			// within about 4s instead of 30s.
-			it, err = cons.Messages(jetstream.PullMaxMessages(t.cfg.pullBatchSize),
-				jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
-			if err == nil {
-				try = 0
-				cctx, stop := context.WithCancel(ctx)
-				t.stopConsumer.Store(&stop)
-				t.following.Store(true)
-				t.askConfirmation()
-				err = t.consume(cctx, it)
-				t.following.Store(false)
-				stop()
-			}
-		}
+		started, err := t.followConsumer(ctx, js, prefix+"_"+strconv.Itoa(serial))
 		if ctx.Err() != nil {
 			return
 		}
-		t.log.Warn("revocation consumer failed; recreating it", zap.Error(err), zap.Uint64("last_seq", t.lastSeq.Load()))
+		if started {
+			try = 0
+		}
+		if try == 0 || try%10 == 0 {
+			t.log.Warn("revocation consumer failed; creating a new one", zap.Error(err), zap.Uint64("last_seq", t.lastSeq.Load()), zap.Int("attempt", try+1))
+		}
 		if !sleep(ctx, backoff(try)) {
 			return
 		}
+		try++
 	}
 }
 
-// consume handles messages until the iterator fails or ctx is done.
+// followConsumer creates one consumer and applies what it delivers until it fails or ctx
+// is done. It reports whether the consumer delivered (or was ready to deliver) at all.
+func (t *Table) followConsumer(ctx context.Context, js jetstream.JetStream, name string) (bool, error) {
+	cfg := jetstream.ConsumerConfig{
+		Name:              name,
+		FilterSubject:     events.StreamSubjects,
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: consumerInactiveThreshold,
+	}
+	if seq := t.lastSeq.Load(); seq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
+	}
+	cctx, cancel := context.WithTimeout(ctx, consumerCreateTimeout)
+	cons, err := js.CreateConsumer(cctx, events.StreamName, cfg)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	// Pulls expire after 10s rather than the default 30s; missed heartbeats are errors.
+	it, err := cons.Messages(jetstream.PullMaxMessages(t.cfg.pullBatchSize), jetstream.PullExpiry(10*time.Second),
+		jetstream.PullHeartbeat(consumerHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	if err != nil {
+		return false, fmt.Errorf("consumer %s: %w", name, err)
+	}
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	t.stopConsumer.Store(&stop)
+	t.following.Store(true)
+	t.askConfirmation()
+	err = t.consume(cctx, it)
+	t.following.Store(false)
+	return true, fmt.Errorf("consumer %s: %w", name, err)
+}
+
+// consume handles messages until the iterator fails, the consumer skips a message, or ctx
+// is done.
 func (t *Table) consume(ctx context.Context, it jetstream.MessagesContext) error {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	for {
-		// Next also watches ctx itself: a Stop that races with the ordered consumer
-		// replacing its inner iterator (after a missed heartbeat) could leave Next
-		// waiting on an iterator nobody stops.
+	for want := uint64(1); ; want++ {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return err
 		}
-		t.handle(msg)
+		md, err := msg.Metadata()
+		if err != nil {
+			t.invalid.Add(1)
+			t.log.Warn("revocation message without metadata; skipped", zap.String("subject", msg.Subject()), zap.Error(err))
+			continue
+		}
+		if md.Sequence.Consumer != want {
+			return fmt.Errorf("%w: delivery %d, want %d", errDeliveryGap, md.Sequence.Consumer, want)
+		}
+		t.handle(msg, md)
 	}
 }
 
 // handle applies one stream message. A bad event is counted and logged, never applied,
 // and never stops the loop: one bad write must not blind every resource server.
-func (t *Table) handle(msg jetstream.Msg) {
-	md, err := msg.Metadata()
-	if err != nil {
-		t.invalid.Add(1)
-		t.log.Warn("revocation message without metadata; skipped", zap.String("subject", msg.Subject()), zap.Error(err))
-		return
-	}
+func (t *Table) handle(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 	seq := md.Sequence.Stream
 	// go-json decodes about four times faster than encoding/json, which is what keeps a
 	// bootstrap of a million events within a second or so.
@@ -252,6 +297,16 @@ func (t *Table) pollInterval() time.Duration {
 	return max(min(t.cfg.maxStaleness/5, 2*time.Second), 10*time.Millisecond)
 }
 
+// pollTimeout bounds one question to JetStream: an eighth of the maximum staleness, between
+// 1s and 2s. A question lost in a leader election (which takes up to about 10s after a
+// crash) must not use up the staleness budget waiting: it is asked again instead.
+func (t *Table) pollTimeout() time.Duration {
+	return min(max(t.cfg.maxStaleness/8, time.Second), 2*time.Second)
+}
+
+// pollRetry is the pause before asking again after a question failed.
+const pollRetry = 200 * time.Millisecond
+
 // pollFreshness asks JetStream where the stream ends. If the table has handled that
 // sequence, the table was complete when the question was sent. This needs only NATS: an
 // idle stream with a healthy server keeps the table fresh.
@@ -261,7 +316,7 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 	stale := false
 	for {
 		sentAt, seqAtSend := t.mono(), t.lastSeq.Load()
-		rctx, cancel := context.WithTimeout(ctx, max(t.cfg.maxStaleness, time.Second))
+		rctx, cancel := context.WithTimeout(ctx, t.pollTimeout())
 		info, err := stream.Info(rctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -289,11 +344,16 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 				t.log.Info("revocation table is fresh again")
 			}
 		}
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(pollRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-t.kick:
+		case <-retry:
 		}
 	}
 }

@@ -248,8 +248,11 @@ type helmValues struct {
 			Merge map[string]any `yaml:"merge"`
 		} `yaml:"jetstream"`
 		Merge struct {
-			SystemAccount string `yaml:"system_account"`
-			Accounts      map[string]struct {
+			SystemAccount       string `yaml:"system_account"`
+			LameDuckDuration    string `yaml:"lame_duck_duration"`
+			LameDuckGracePeriod string `yaml:"lame_duck_grace_period"`
+			PidFile             string `yaml:"pid_file"`
+			Accounts            map[string]struct {
 				JetStream string `yaml:"jetstream"`
 				Users     []struct {
 					User        string      `yaml:"user"`
@@ -260,6 +263,15 @@ type helmValues struct {
 		} `yaml:"merge"`
 	} `yaml:"config"`
 	Container struct {
+		Merge struct {
+			Lifecycle struct {
+				PreStop struct {
+					Exec struct {
+						Command []string `yaml:"command"`
+					} `yaml:"exec"`
+				} `yaml:"preStop"`
+			} `yaml:"lifecycle"`
+		} `yaml:"merge"`
 		Env map[string]struct {
 			ValueFrom struct {
 				SecretKeyRef struct {
@@ -269,6 +281,13 @@ type helmValues struct {
 			} `yaml:"valueFrom"`
 		} `yaml:"env"`
 	} `yaml:"container"`
+	PodTemplate struct {
+		Merge struct {
+			Spec struct {
+				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+			} `yaml:"spec"`
+		} `yaml:"merge"`
+	} `yaml:"podTemplate"`
 }
 
 func readYAML(t *testing.T, path string, v any) {
@@ -344,6 +363,22 @@ func TestHelmValues(t *testing.T) {
 	if acc := c.Merge.Accounts["REVOCAST"]; acc.JetStream != "enabled" {
 		t.Errorf("account REVOCAST jetstream %q, want enabled", acc.JetStream)
 	}
+
+	// Kubernetes stops a pod with SIGTERM, on which nats-server exits at once: the preStop
+	// hook must put the node in lame duck mode, and the pod must get the time to finish it.
+	if d, err := time.ParseDuration(c.Merge.LameDuckDuration); err != nil || d != o.LameDuckDuration {
+		t.Errorf("lame_duck_duration %q, node files say %s", c.Merge.LameDuckDuration, o.LameDuckDuration)
+	}
+	if g, err := time.ParseDuration(c.Merge.LameDuckGracePeriod); err != nil || g != o.LameDuckGracePeriod {
+		t.Errorf("lame_duck_grace_period %q, node files say %s", c.Merge.LameDuckGracePeriod, o.LameDuckGracePeriod)
+	}
+	cmd := v.Container.Merge.Lifecycle.PreStop.Exec.Command
+	if c.Merge.PidFile == "" || !slices.Equal(cmd, []string{"nats-server", "--signal", "ldm=" + c.Merge.PidFile}) {
+		t.Errorf("preStop %q with pid_file %q, want nats-server --signal ldm=<pid_file>", cmd, c.Merge.PidFile)
+	}
+	if grace := time.Duration(v.PodTemplate.Merge.Spec.TerminationGracePeriodSeconds) * time.Second; grace <= lameDuck(t) {
+		t.Errorf("terminationGracePeriodSeconds %s, want longer than lame duck mode (%s)", grace, lameDuck(t))
+	}
 }
 
 // revocastdEnv returns the environment variables revocastd reads, from its source.
@@ -397,10 +432,27 @@ type composeFile struct {
 		Healthcheck struct {
 			Test []string `yaml:"test"`
 		} `yaml:"healthcheck"`
+		StopSignal      string `yaml:"stop_signal"`
+		StopGracePeriod string `yaml:"stop_grace_period"`
 	} `yaml:"services"`
 }
 
+// lameDuck is how long a node of the node files takes to leave in lame duck mode: the grace
+// period before it moves clients, then the duration over which it moves them.
+func lameDuck(t *testing.T) time.Duration {
+	t.Helper()
+	o, err := server.ProcessConfigFile(natsConfigs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.LameDuckDuration == 0 {
+		t.Fatalf("%s: no lame_duck_duration", natsConfigs[0])
+	}
+	return o.LameDuckGracePeriod + o.LameDuckDuration
+}
+
 func TestCompose(t *testing.T) {
+	passwords(t)
 	var f composeFile
 	readYAML(t, "compose/compose.yaml", &f)
 	env := revocastdEnv(t)
@@ -425,6 +477,13 @@ func TestCompose(t *testing.T) {
 		}
 		if len(s.Healthcheck.Test) == 0 {
 			t.Errorf("%s: no health check (revocastd waits for healthy nodes)", name)
+		}
+		// nats-server exits at once on SIGTERM (compose's default); SIGUSR2 is lame duck.
+		if s.StopSignal != "SIGUSR2" {
+			t.Errorf("%s: stop_signal %q, want SIGUSR2 (lame duck mode; SIGTERM stops nats-server at once)", name, s.StopSignal)
+		}
+		if grace, err := time.ParseDuration(s.StopGracePeriod); err != nil || grace <= lameDuck(t) {
+			t.Errorf("%s: stop_grace_period %q (%v), want longer than lame duck mode (%s)", name, s.StopGracePeriod, err, lameDuck(t))
 		}
 	}
 	for _, name := range []string{"revocastd-1", "revocastd-2", "resourced"} {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,9 +110,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux := http.NewServeMux()
 	mux.Handle("GET /hello", table.Middleware(http.HandlerFunc(hello)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	// Ready while the table can decide: caught up, and confirmed by JetStream within the
+	// maximum staleness. A table that cannot follow the stream (its NATS node is lost and
+	// no other answers) turns not ready when the middleware starts answering 503, so the
+	// load balancer stops sending it requests. With -fail-open it keeps serving once it has
+	// caught up, so it stays ready.
+	var caughtUp atomic.Bool
+	go func() {
+		if table.WaitReady(runCtx) == nil {
+			caughtUp.Store(true)
+		}
+	}()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !table.Ready() {
-			http.Error(w, "revocation table not ready", http.StatusServiceUnavailable)
+		if !table.Ready() && !(*failOpen && caughtUp.Load()) {
+			http.Error(w, "revocation table not ready or stale", http.StatusServiceUnavailable)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
