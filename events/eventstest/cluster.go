@@ -2,8 +2,10 @@ package eventstest
 
 import (
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,14 +112,38 @@ func RunCluster(tb testing.TB, opts ...ClusterOption) *Cluster {
 	return c
 }
 
+// freePort picks a loopback port for a listener that is bound a while later (nodes need
+// each other's route addresses before any of them starts). It picks below the kernel's
+// ephemeral range: a port from that range (what listening on port 0 gives) can be handed to
+// an outgoing connection of this or another process in the meantime, and on a busy machine
+// running two test suites it was (a node then never became ready).
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("eventstest: pick a port: %v", err)
+	low := ephemeralLow()
+	for range 100 {
+		port := 10000 + mathrand.IntN(low-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatalf("eventstest: no free port found below %d", low)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 when unknown).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+			return n
+		}
+	}
+	return 32768
 }
 
 func (n *Node) routeURL(port int) *url.URL {
