@@ -28,8 +28,8 @@ const (
 // with the audit:read scope.
 //
 // Audit reads are bounded so that they cannot starve revocations: at most AuditConcurrency
-// run at once (past it, 429 at once; the key is checked first, so callers without one take
-// no slot), a read steps aside for a bounded time between batches of events whenever
+// run at once (past it, a call waits up to AuditQueueWait for a slot, then gets 429; the key
+// is checked first, so callers without one take no slot), a read steps aside for a bounded time between batches of events whenever
 // revocations are in flight ([Revocations]), and a page holds at most AuditPageBytes of
 // events, written as stored instead of being decoded into values and encoded again.
 func (s *server) handleAudit() gin.HandlerFunc {
@@ -45,13 +45,11 @@ func (s *server) handleAudit() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		select {
-		case s.auditSlots <- struct{}{}:
-			defer func() { <-s.auditSlots }()
-		default:
+		if !s.takeAuditSlot(c.Request.Context()) {
 			s.fail(c, errAuditBusy)
 			return
 		}
+		defer func() { <-s.auditSlots }()
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 		defer cancel()
 		// Revocations come first: the replay pauses between batches while any is in flight.
@@ -143,4 +141,29 @@ func parseAuditQuery(c *gin.Context) (audit.Query, error) {
 		return q, bad(err.Error())
 	}
 	return q, nil
+}
+
+// takeAuditSlot takes one of the audit slots, waiting for one at most s.auditQueueWait. The
+// wait is what slows a client that ignores Retry-After: answered at once, 400 of them
+// calling again and again burn the CPU revocations need on nothing but refusals.
+func (s *server) takeAuditSlot(ctx context.Context) bool {
+	select {
+	case s.auditSlots <- struct{}{}:
+		return true
+	default:
+	}
+	if s.auditQueueWait <= 0 {
+		return false
+	}
+	s.metrics.auditWaiting.Inc()
+	defer s.metrics.auditWaiting.Dec()
+	wait := time.NewTimer(s.auditQueueWait)
+	defer wait.Stop()
+	select {
+	case s.auditSlots <- struct{}{}:
+		return true
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	return false
 }

@@ -199,3 +199,66 @@ func TestAuditPageBoundedInBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditReadWaitsForASlot: a read past the limit waits for a slot (up to AuditQueueWait)
+// instead of being refused at once, so clients that call again at once cannot spin the
+// server on refusals; it is served when a slot frees in time.
+func TestAuditReadWaitsForASlot(t *testing.T) {
+	var (
+		real    realReplay
+		held    atomic.Int32
+		entered = make(chan struct{}, 1)
+		release = make(chan struct{})
+	)
+	f := newFixture(t, api.Config{
+		AuditConcurrency: 1,
+		AuditQueueWait:   time.Minute, // the test frees the slot; the bound only caps a failure
+		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
+			if held.Add(1) == 1 {
+				entered <- struct{}{}
+				<-release
+			}
+			return real.replay(ctx, q, emit)
+		},
+	})
+	real.set(f)
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	admin := map[string]string{"X-API-Key": f.adminKey}
+	first := make(chan int, 1)
+	go func() { first <- f.do(t, "GET", "/v1/audit", admin, "").status }()
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first audit read did not start within 30s")
+	}
+	second := make(chan int, 1)
+	go func() { second <- f.do(t, "GET", "/v1/audit", admin, "").status }()
+	// Wait until the second read is queued (the metric says so), then free the slot.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if strings.Contains(f.do(t, "GET", "/metrics", nil, "").raw, "revocast_audit_reads_waiting 1") {
+			break
+		}
+		select {
+		case code := <-second:
+			t.Fatalf("the read past the limit answered %d at once, want it to wait for the slot", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second audit read never waited for a slot")
+		}
+		time.Sleep(5 * time.Millisecond) // bounded poll
+	}
+	free()
+	for name, ch := range map[string]chan int{"first": first, "second": second} {
+		select {
+		case code := <-ch:
+			if code != 200 {
+				t.Fatalf("%s audit read: %d, want 200", name, code)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s audit read did not finish", name)
+		}
+	}
+}

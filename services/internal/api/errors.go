@@ -32,8 +32,7 @@ var (
 	errUnknownOutcome = newError(http.StatusInternalServerError,
 		"the revocation may or may not be stored (no acknowledgement came in time); repeating the call is safe")
 	errInternal = newError(http.StatusInternalServerError, "internal error")
-	// errAuditBusy answers an audit read past the concurrency limit, at once: waiting
-	// callers would hold connections and memory all the same.
+	// errAuditBusy answers an audit read that found no slot within AuditQueueWait.
 	errAuditBusy = &apiError{status: http.StatusTooManyRequests, retryAfter: 1,
 		msg: "the audit log is busy (too many audit reads at once); retry in a moment"}
 	errAuditRead = newError(http.StatusInternalServerError, "the audit log could not be read: the event stream did not answer in time; retry")

@@ -65,6 +65,11 @@ type Config struct {
 	// [audit.YieldEvery] events), while revocations are in flight: revocations come first,
 	// and audit reads still progress. Default [DefaultAuditYieldWait].
 	AuditYieldWait time.Duration
+	// AuditQueueWait is how long an audit read past AuditConcurrency waits for a slot
+	// before it gets 429. Waiting callers cost a goroutine each, no CPU; callers answered at
+	// once and calling again at once would. Default [DefaultAuditQueueWait]; negative: no
+	// wait.
+	AuditQueueWait time.Duration
 	// Revocations counts revocation calls in flight for audit reads to step aside; default
 	// a new one. Tests pass theirs to hold a revocation in flight.
 	Revocations *Revocations
@@ -85,16 +90,19 @@ type server struct {
 	metrics        *metrics
 	registry       *prometheus.Registry
 	auditSlots     chan struct{}
+	auditQueueWait time.Duration
 	auditPageBytes int
 	auditYieldWait time.Duration
 	revocations    *Revocations
 }
 
-// Defaults of [Config.AuditConcurrency], [Config.AuditPageBytes] and [Config.AuditYieldWait].
+// Defaults of [Config.AuditConcurrency], [Config.AuditPageBytes], [Config.AuditYieldWait] and
+// [Config.AuditQueueWait].
 const (
 	DefaultAuditConcurrency = 4
 	DefaultAuditPageBytes   = 1 << 20
 	DefaultAuditYieldWait   = 20 * time.Millisecond
+	DefaultAuditQueueWait   = time.Second
 )
 
 // NewServer returns the API as an http.Handler. Serve it from an http.Server whose
@@ -136,6 +144,10 @@ func NewServer(cfg Config) (http.Handler, error) {
 	s.auditPageBytes = cfg.AuditPageBytes
 	if s.auditPageBytes <= 0 {
 		s.auditPageBytes = DefaultAuditPageBytes
+	}
+	s.auditQueueWait = cfg.AuditQueueWait
+	if s.auditQueueWait == 0 {
+		s.auditQueueWait = DefaultAuditQueueWait
 	}
 	s.auditYieldWait = cfg.AuditYieldWait
 	if s.auditYieldWait <= 0 {
