@@ -137,7 +137,7 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 		if t.rewound.Swap(false) {
 			t.restartFromTheTop()
 		}
-		started, err := t.followConsumer(ctx, js, prefix+"_"+strconv.Itoa(serial))
+		started, err := t.followConsumer(ctx, js, prefix+"_"+strconv.Itoa(serial), try)
 		if ctx.Err() != nil {
 			return
 		}
@@ -156,7 +156,11 @@ func (t *Table) follow(ctx context.Context, js jetstream.JetStream) {
 
 // followConsumer creates one consumer and applies what it delivers until it fails or ctx
 // is done. It reports whether the consumer delivered (or was ready to deliver) at all.
-func (t *Table) followConsumer(ctx context.Context, js jetstream.JetStream, name string) (bool, error) {
+//
+// failures is how many attempts in a row failed before this one: each doubles the time the
+// create may take (up to 8 times), so a machine too slow for the first bound still gets
+// its consumer, while a create lost with a dead node is given up quickly.
+func (t *Table) followConsumer(ctx context.Context, js jetstream.JetStream, name string, failures int) (bool, error) {
 	cfg := jetstream.ConsumerConfig{
 		Name:              name,
 		FilterSubject:     events.StreamSubjects,
@@ -170,7 +174,7 @@ func (t *Table) followConsumer(ctx context.Context, js jetstream.JetStream, name
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = seq + 1
 	}
-	cctx, cancel := context.WithTimeout(ctx, consumerCreateTimeout)
+	cctx, cancel := context.WithTimeout(ctx, consumerCreateTimeout<<min(failures, 3))
 	cons, err := js.CreateConsumer(cctx, events.StreamName, cfg)
 	cancel()
 	if err != nil {
@@ -299,9 +303,12 @@ func (t *Table) pollInterval() time.Duration {
 
 // pollTimeout bounds one question to JetStream: an eighth of the maximum staleness, between
 // 1s and 2s. A question lost in a leader election (which takes up to about 10s after a
-// crash) must not use up the staleness budget waiting: it is asked again instead.
-func (t *Table) pollTimeout() time.Duration {
-	return min(max(t.cfg.maxStaleness/8, time.Second), 2*time.Second)
+// crash) must not use up the staleness budget waiting: it is asked again instead. Each
+// question in a row that failed doubles the bound for the next, up to a third of the
+// maximum staleness, so a machine too busy to answer within the first bound is still heard.
+func (t *Table) pollTimeout(failures int) time.Duration {
+	base := min(max(t.cfg.maxStaleness/8, time.Second), 2*time.Second)
+	return max(min(base<<min(failures, 4), t.cfg.maxStaleness/3), base)
 }
 
 // pollRetry is the pause before asking again after a question failed.
@@ -314,13 +321,18 @@ func (t *Table) pollFreshness(ctx context.Context, stream jetstream.Stream) {
 	tick := time.NewTicker(t.pollInterval())
 	defer tick.Stop()
 	stale := false
-	for {
+	for failures := 0; ; {
 		sentAt, seqAtSend := t.mono(), t.lastSeq.Load()
-		rctx, cancel := context.WithTimeout(ctx, t.pollTimeout())
+		rctx, cancel := context.WithTimeout(ctx, t.pollTimeout(failures))
 		info, err := stream.Info(rctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			failures++
+		} else {
+			failures = 0
 		}
 		if err == nil && t.streamRewound(info, seqAtSend) {
 			err = errors.New("stream rewound")

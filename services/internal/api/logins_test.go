@@ -31,6 +31,7 @@ func TestLoginsAroundAFlush(t *testing.T) {
 	type login struct {
 		start, end time.Time
 		token      string
+		status     int
 	}
 	mintAll := func(n int) []login {
 		out := make([]login, n)
@@ -42,9 +43,9 @@ func TestLoginsAroundAFlush(t *testing.T) {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				out[i].start = time.Now()
-				_, p := f.mint(t, "shop", f.appCred, `{"user_id":"42"}`)
+				status, p := f.mint(t, "shop", f.appCred, `{"user_id":"42"}`)
 				out[i].end = time.Now()
-				out[i].token = p.Data.AccessToken
+				out[i].token, out[i].status = p.Data.AccessToken, status
 			}()
 		}
 		wg.Wait()
@@ -78,7 +79,7 @@ func TestLoginsAroundAFlush(t *testing.T) {
 	check := func(name string, ls []login, wantRevoked bool) (sameSecond int) {
 		for _, l := range ls {
 			if l.token == "" {
-				t.Fatalf("%s: a login failed", name)
+				t.Fatalf("%s: a login failed: status %d (table: %+v)", name, l.status, rs.Stats())
 			}
 			c, err := rs.Verify(t.Context(), l.token)
 			revoked := errors.Is(err, client.ErrRevoked)
