@@ -158,3 +158,19 @@ func withNow(now func() time.Time) Option {
 		return nil
 	}
 }
+
+// TestDecideNotReadyOwnKeys: before the table is ready, a token is answered 503, not 401,
+// even though revocast's keys are not loaded yet and so its signature cannot be checked
+// (before: 401 "the token signature is invalid" for a valid token, which makes clients log
+// their users out while a resource server or agent starts).
+func TestDecideNotReadyOwnKeys(t *testing.T) {
+	f := newFixtureWithoutStream(t)
+	tab, err := New(f.srv.Connect()) // revocast's own keys, never loaded: Run is not called
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := tab.Decide(context.Background(), "Bearer "+f.typedToken(t, "at+jwt", "shop", 8, millis(time.Now()), nil))
+	if d.Outcome != Unavailable || d.Status != 503 || d.RetryAfter == "" {
+		t.Fatalf("decision before ready = %s %d (%v), want unavailable 503 with Retry-After", d.Outcome, d.Status, d.Err)
+	}
+}

@@ -47,10 +47,10 @@ func newParser(cfg config) *jwt.Parser {
 }
 
 // Verify checks a raw JWT and returns its claims if it is valid and not revoked. The order
-// is: the size cap, the signature with an allowed algorithm, required "exp" and "iat" (not
+// is: the size cap, that the table is ready ([ErrNotReady]), the signature with an allowed algorithm, required "exp" and "iat" (not
 // in the future), the optional issuer and audience, that it is an access token
 // ([ErrNotAccessToken], see [AccessTokenType]), the app and user claims, the maximum
-// lifetime, the table's state ([ErrNotReady], [ErrStale] unless fail-open), and then the
+// lifetime, the table's freshness ([ErrStale] unless fail-open), and then the
 // watermarks ([ErrRevoked]). Every token error wraps [ErrInvalidToken].
 //
 // The revocation comparison uses the raw "iat": with a whole-second iat, a token issued in
@@ -74,6 +74,11 @@ func (t *Table) verify(ctx context.Context, raw string) (c *Claims, failOpen boo
 	}
 	if len(raw) > t.cfg.maxTokenSize {
 		return nil, false, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(raw), t.cfg.maxTokenSize)
+	}
+	if !t.ready.Load() {
+		// Before the table is ready, revocast's own keys may not be loaded yet: a valid
+		// token would be refused as badly signed (401), and its user logged out.
+		return nil, false, ErrNotReady
 	}
 	var iat issuedAt
 	var key [32]byte
