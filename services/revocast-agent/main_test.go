@@ -204,7 +204,9 @@ func startAgentUnready(tb testing.TB, s *stack, env map[string]string) *agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, logs := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"revocast-agent"}, func(k string) string { return full[k] }, stdout, logs) }()
+	go func() {
+		done <- run(ctx, []string{"revocast-agent"}, func(k string) string { return full[k] }, stdout, logs)
+	}()
 	var once sync.Once
 	var runErr error
 	stop := func() error { once.Do(func() { cancel(); runErr = <-done }); return runErr }

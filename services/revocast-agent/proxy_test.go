@@ -135,6 +135,13 @@ http {
             proxy_set_header Connection "";
             proxy_pass http://app;
         }
+
+        # The same upstream without the agent: the baseline of the benchmarks.
+        location /_direct/ {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }
     }
 }
 `
