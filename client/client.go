@@ -64,12 +64,13 @@ var (
 // Table is the local copy of every revocation watermark, kept up to date by [Table.Run].
 // Its lookups take no lock and allocate nothing; it is safe for concurrent use.
 type Table struct {
-	nc     *nats.Conn
-	cfg    config
-	log    *zap.Logger
-	parser *jwt.Parser
-	issuer *issuerKeys // revocast's own keys, when no key function was given
-	epoch  time.Time   // freshness times are durations since epoch, on the monotonic clock
+	nc       *nats.Conn
+	cfg      config
+	log      *zap.Logger
+	parser   *jwt.Parser
+	issuer   *issuerKeys // revocast's own keys, when no key function was given
+	sigCache *sigCache   // nil without WithSignatureCache
+	epoch    time.Time   // freshness times are durations since epoch, on the monotonic clock
 
 	users atomic.Pointer[userTable]
 	apps  atomic.Pointer[appTable]
@@ -132,6 +133,9 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 
 		heldApps:  map[string]int64{},
 		heldUsers: map[int64]int64{},
+	}
+	if cfg.sigCacheSize > 0 {
+		t.sigCache = newSigCache(cfg.sigCacheSize)
 	}
 	if cfg.keyfunc == nil {
 		t.issuer = newIssuerKeys()
@@ -362,6 +366,9 @@ type Stats struct {
 	SnapshotSequence uint64        // sequence of the snapshot the table started from, 0 if none
 	Staleness        time.Duration // see [Table.Staleness]
 	FailOpenAccepts  uint64        // tokens accepted while stale, with [WithFailOpen]
+	CacheHits        uint64        // tokens found in the signature cache ([WithSignatureCache])
+	CacheMisses      uint64        // tokens looked up in the signature cache and not found
+	CacheEntries     int           // tokens in the signature cache
 }
 
 // Stats returns a snapshot of the table's counters.
@@ -370,7 +377,7 @@ func (t *Table) Stats() Stats {
 	users := t.users.Load().count
 	held := len(t.heldApps) + len(t.heldUsers)
 	t.writeMu.Unlock()
-	return Stats{
+	s := Stats{
 		Ready:            t.Ready(),
 		Following:        t.following.Load(),
 		Apps:             len(*t.apps.Load()),
@@ -385,4 +392,8 @@ func (t *Table) Stats() Stats {
 		Staleness:        t.Staleness(),
 		FailOpenAccepts:  t.failOpen.Load(),
 	}
+	if t.sigCache != nil {
+		s.CacheHits, s.CacheMisses, s.CacheEntries = t.sigCache.hits.Load(), t.sigCache.misses.Load(), t.sigCache.len()
+	}
+	return s
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
 )
 
 type claimsKey struct{}
@@ -27,16 +25,7 @@ func ClaimsFromContext(ctx context.Context) (*Claims, bool) {
 // BearerToken returns the token of an "Authorization: Bearer <token>" header, or
 // [ErrMissingToken] when the request carries no bearer credentials.
 func BearerToken(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", ErrMissingToken
-	}
-	token = strings.TrimSpace(token)
-	if token == "" {
-		return "", ErrMissingToken
-	}
-	return token, nil
+	return bearer(r.Header.Get("Authorization"))
 }
 
 // Middleware lets a request through to next only with a valid, unrevoked bearer token, and
@@ -45,19 +34,25 @@ func BearerToken(r *http.Request) (string, error) {
 //   - 401 with `error="invalid_token"` and a description (RFC 6750) when the token is
 //     invalid, expired, revoked or not an access token;
 //   - 503 with `Retry-After` while the table is not ready, or stale and failing closed.
+//
+// It answers from [Table.DecideRequest], as revocast-agent does for proxies.
 func (t *Table) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := t.VerifyRequest(r)
-		if err != nil {
-			t.WriteError(w, err)
+		d := t.DecideRequest(r)
+		if d.Outcome != Allow {
+			d.WriteHTTP(w)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), c)))
+		next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), d.Claims)))
 	})
 }
 
-// VerifyRequest is [Table.Verify] on the bearer token of r.
+// VerifyRequest is [Table.Verify] on the bearer token of r. A request with more than one
+// Authorization header gets [ErrMultipleAuthorization].
 func (t *Table) VerifyRequest(r *http.Request) (*Claims, error) {
+	if len(r.Header["Authorization"]) > 1 {
+		return nil, ErrMultipleAuthorization
+	}
 	raw, err := BearerToken(r)
 	if err != nil {
 		return nil, err
@@ -68,22 +63,7 @@ func (t *Table) VerifyRequest(r *http.Request) (*Claims, error) {
 // WriteError answers a request whose token [Table.Verify] refused with err, as
 // [Table.Middleware] does. Adapters for other routers use it to answer the same way.
 func (t *Table) WriteError(w http.ResponseWriter, err error) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	switch {
-	case errors.Is(err, ErrNotReady), errors.Is(err, ErrStale):
-		t.log.Debug("token check unavailable", zap.Error(err))
-		h.Set("Retry-After", "1")
-		http.Error(w, "revocation list unavailable", http.StatusServiceUnavailable)
-		return
-	case errors.Is(err, ErrMissingToken):
-		h.Set("WWW-Authenticate", `Bearer realm="`+t.cfg.realm+`"`)
-	default:
-		// The description is a fixed phrase: the error itself may quote token content.
-		t.log.Debug("token refused", zap.Error(err))
-		h.Set("WWW-Authenticate", `Bearer realm="`+t.cfg.realm+`", error="invalid_token", error_description="`+describe(err)+`"`)
-	}
-	http.Error(w, "unauthorized", http.StatusUnauthorized)
+	t.refusal(err).WriteHTTP(w)
 }
 
 // describe names why a token was refused, in words safe for a quoted header value.

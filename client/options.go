@@ -59,6 +59,7 @@ type config struct {
 	pullBatchSize int
 	onApply       func(events.Event, uint64)
 	snapshot      bool
+	sigCacheSize  int
 }
 
 func defaultConfig() config {

@@ -47,45 +47,72 @@ func newParser(cfg config) *jwt.Parser {
 }
 
 // Verify checks a raw JWT and returns its claims if it is valid and not revoked. The order
-// is: the size cap, the signature with an allowed algorithm, required "exp" and "iat" (not
+// is: the size cap, that the table is ready ([ErrNotReady]), the signature with an allowed algorithm, required "exp" and "iat" (not
 // in the future), the optional issuer and audience, that it is an access token
 // ([ErrNotAccessToken], see [AccessTokenType]), the app and user claims, the maximum
-// lifetime, the table's state ([ErrNotReady], [ErrStale] unless fail-open), and then the
+// lifetime, the table's freshness ([ErrStale] unless fail-open), and then the
 // watermarks ([ErrRevoked]). Every token error wraps [ErrInvalidToken].
 //
 // The revocation comparison uses the raw "iat": with a whole-second iat, a token issued in
 // the watermark's second is revoked; with a fractional iat (e.g. 1763890215.123456) it is
 // revoked only if issued strictly before the watermark. No leeway applies to it.
+//
+// With [WithSignatureCache], a token verified before and not expired since skips
+// everything up to the table's state; the state and the watermarks are checked every time.
 func (t *Table) Verify(ctx context.Context, raw string) (*Claims, error) {
+	c, _, err := t.verify(ctx, raw)
+	return c, err
+}
+
+// verify is Verify, saying also whether the token passed only because the table fails open.
+func (t *Table) verify(ctx context.Context, raw string) (c *Claims, failOpen bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if raw == "" {
-		return nil, ErrMissingToken
+		return nil, false, ErrMissingToken
 	}
 	if len(raw) > t.cfg.maxTokenSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(raw), t.cfg.maxTokenSize)
+		return nil, false, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(raw), t.cfg.maxTokenSize)
 	}
-	mc := jwt.MapClaims{}
-	tok, err := t.parser.ParseWithClaims(raw, mc, t.cfg.keyfunc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	if !t.ready.Load() {
+		// Before the table is ready, revocast's own keys may not be loaded yet: a valid
+		// token would be refused as badly signed (401), and its user logged out.
+		return nil, false, ErrNotReady
 	}
-	if err := checkUse(tok.Header, mc, t.cfg.requireAT); err != nil {
-		return nil, err
+	var iat issuedAt
+	var key [32]byte
+	cached := false
+	if t.sigCache != nil {
+		key = cacheKey(raw)
+		c, iat, cached = t.sigCache.get(key, t.cfg.now().Add(-t.cfg.leeway))
 	}
-	c, iat, err := t.claims(mc)
-	if err != nil {
-		return nil, err
+	if !cached {
+		mc := jwt.MapClaims{}
+		tok, err := t.parser.ParseWithClaims(raw, mc, t.cfg.keyfunc)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
+		if err := checkUse(tok.Header, mc, t.cfg.requireAT); err != nil {
+			return nil, false, err
+		}
+		if c, iat, err = t.claims(mc); err != nil {
+			return nil, false, err
+		}
+		if t.sigCache != nil {
+			t.sigCache.put(key, c, iat)
+		}
 	}
 	// The state is checked last so that fail-open counts only tokens it lets through.
-	if err := t.checkState(); err != nil {
-		return nil, err
+	// Neither it nor the watermarks are ever cached: a flush refuses a cached token on
+	// the next request the table sees after applying it.
+	if failOpen, err = t.checkState(); err != nil {
+		return nil, false, err
 	}
 	if err := t.checkWatermark(c.AppID, c.UserID, iat); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, failOpen, nil
 }
 
 // AccessTokenType is the JOSE "typ" header of the access tokens that revocast mints
@@ -274,7 +301,7 @@ func floorDiv(a, b int64) int64 {
 // [ErrNotReady], [ErrStale] or [ErrInvalidToken] (malformed iat). It is for code that has
 // verified a token by other means; [Table.Verify] does both.
 func (t *Table) CheckIssuedAt(appID string, userID int64, iat json.Number) error {
-	if err := t.checkState(); err != nil {
+	if _, err := t.checkState(); err != nil {
 		return err
 	}
 	v, err := parseIssuedAt(iat)
@@ -294,17 +321,18 @@ func (t *Table) checkWatermark(appID string, userID int64, iat issuedAt) error {
 	return nil
 }
 
-// checkState refuses when the table cannot vouch for its watermarks.
-func (t *Table) checkState() error {
+// checkState refuses when the table cannot vouch for its watermarks, and says whether it
+// lets the token through only because it fails open.
+func (t *Table) checkState() (failOpen bool, err error) {
 	if !t.ready.Load() {
-		return ErrNotReady
+		return false, ErrNotReady
 	}
 	stale := t.Staleness()
 	if stale <= t.cfg.maxStaleness {
-		return nil
+		return false, nil
 	}
 	if !t.cfg.failOpen {
-		return fmt.Errorf("%w: last confirmed %s ago, limit %s", ErrStale, stale.Truncate(time.Millisecond), t.cfg.maxStaleness)
+		return false, fmt.Errorf("%w: last confirmed %s ago, limit %s", ErrStale, stale.Truncate(time.Millisecond), t.cfg.maxStaleness)
 	}
 	t.failOpen.Add(1)
 	now := t.mono()
@@ -312,5 +340,5 @@ func (t *Table) checkState() error {
 		t.log.Warn("revocation table is stale; accepting tokens (fail-open)",
 			zap.Duration("staleness", stale), zap.Uint64("fail_open_accepts", t.failOpen.Load()))
 	}
-	return nil
+	return true, nil
 }

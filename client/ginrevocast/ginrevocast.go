@@ -17,14 +17,14 @@ const ContextKey = "revocast.claims"
 // Retry-After).
 func Middleware(t *client.Table) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		claims, err := t.VerifyRequest(c.Request)
-		if err != nil {
-			t.WriteError(c.Writer, err)
+		d := t.DecideRequest(c.Request)
+		if d.Outcome != client.Allow {
+			d.WriteHTTP(c.Writer)
 			c.Abort()
 			return
 		}
-		c.Request = c.Request.WithContext(client.ContextWithClaims(c.Request.Context(), claims))
-		c.Set(ContextKey, claims)
+		c.Request = c.Request.WithContext(client.ContextWithClaims(c.Request.Context(), d.Claims))
+		c.Set(ContextKey, d.Claims)
 		c.Next()
 	}
 }
