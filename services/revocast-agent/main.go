@@ -30,9 +30,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/revocast-agent/extauthz"
 )
 
 func main() {
@@ -189,12 +191,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer func() { _ = log.Sync() }()
 
-	// LEAD: the gRPC ext_authz service (package extauthz) is wired in here, serving
-	// cfg.grpcAddr with the same table: extauthz.Register(grpcServer, table).
-	if cfg.grpcAddr != "" {
-		return fmt.Errorf("-grpc-addr %s: the gRPC ext_authz service is not built yet (unset REVOCAST_AGENT_GRPC_ADDR)", cfg.grpcAddr)
-	}
-
 	if err := natsutil.WaitForCredentials(ctx, cfg.natsCreds, func() {
 		log.Warn("waiting for the NATS credentials file (revocastd writes it on its first start; on another host, set NATS_CREDS to a copy of resource.creds)", zap.String("file", cfg.natsCreds))
 	}); err != nil {
@@ -259,8 +255,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// Envoy and Istio's gRPC ext_authz, on its own port when asked for: the same decision.
+	var grpcSrv *grpc.Server
+	if cfg.grpcAddr != "" {
+		gln, err := net.Listen("tcp", cfg.grpcAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("gRPC ext_authz cannot listen on %s: %w (set REVOCAST_AGENT_GRPC_ADDR to another address)", cfg.grpcAddr, err)
+		}
+		grpcSrv = grpc.NewServer()
+		extauthz.NewServer(envoyDecider{table}, extauthz.WithClaimsHeader(cfg.sendClaims)).Register(grpcSrv)
+		go func() { serveErr <- grpcSrv.Serve(gln) }()
+		log.Info("revocast-agent gRPC ext_authz serving", zap.String("addr", gln.Addr().String()))
+		fmt.Fprintf(stdout, "revocast-agent: gRPC ext_authz on %s\n", gln.Addr())
+	}
 	url := "http://" + ln.Addr().String()
 	log.Info("revocast-agent serving", zap.String("addr", url), zap.String("nats", cfg.natsURL),
 		zap.Int("signature_cache", cfg.cacheSize), zap.Bool("fail_open", cfg.failOpen))
@@ -275,6 +285,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown", zap.Error(err))
+	}
+	if grpcSrv != nil {
+		stopped := make(chan struct{})
+		go func() { grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-shutCtx.Done():
+			grpcSrv.Stop()
+		}
 	}
 	return nil
 }

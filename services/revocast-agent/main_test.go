@@ -178,6 +178,7 @@ func (s *stack) flush(tb testing.TB) {
 type agent struct {
 	url, addr string
 	logs      *syncBuffer
+	stdout    *syncBuffer
 	stop      func() error
 }
 
@@ -216,7 +217,7 @@ func startAgentUnready(tb testing.TB, s *stack, env map[string]string) *agent {
 		}
 	})
 	re := regexp.MustCompile(`serving (http://(\S+))`)
-	a := &agent{logs: logs, stop: stop}
+	a := &agent{logs: logs, stdout: stdout, stop: stop}
 	waitFor(tb, "agent serving", func() bool {
 		select {
 		case err := <-done:
