@@ -69,7 +69,9 @@ func TestLogsMatchRevocastd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"resourced"}, func(k string) string { return env[k] }, stdout, stderr) }()
+	go func() {
+		done <- run(ctx, []string{"resourced"}, func(k string) string { return env[k] }, stdout, stderr)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	var url string
