@@ -59,7 +59,7 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 		}
 		if cred == "" {
 			// A malformed request (RFC 6750, section 3.1), not a wrong credential.
-			s.fail(c, newError(http.StatusBadRequest, "missing app credential after Authorization: Bearer (create one with 'revocast apps credential "+appID+"')"))
+			s.fail(c, newError(http.StatusBadRequest, "missing app credential after Authorization: Bearer (create one with 'revocast apps credential create "+appID+"')"))
 			return
 		}
 		body, err := readBody(c)
