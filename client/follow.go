@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -59,10 +60,30 @@ func (t *Table) Run(ctx context.Context) error {
 	if t.issuer != nil {
 		wg.Go(func() { t.followKeys(ctx, js) })
 	}
+	wg.Go(func() { t.renewOnReconnect(ctx) })
 	t.follow(ctx, js)
 	cancel()
 	wg.Wait()
 	return nil
+}
+
+// renewOnReconnect ends the current consumer as soon as the connection is back, so follow
+// creates a new one at once. A NATS restart loses the table's in-memory consumer; without
+// this the table noticed only after two missed heartbeats (2 s), and a revocation sent
+// right after the restart waited that long to be enforced.
+func (t *Table) renewOnReconnect(ctx context.Context) {
+	ch := t.nc.StatusChanged(nats.CONNECTED)
+	defer t.nc.RemoveStatusListener(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			if stop := t.stopConsumer.Load(); stop != nil {
+				(*stop)()
+			}
+		}
+	}
 }
 
 // backoff returns the wait before retry number n (from 0): 50ms doubling up to 2s.

@@ -1,7 +1,12 @@
-# Both admin calls with Python requests:
+# Both admin calls with Python requests (a package: pip install requests, or python3-requests
+# on Debian and Ubuntu):
 #   APP_ID=shop ROOT_KEY=rvcr_... USER_ID=42 API_KEY=rvca_... python3 revoke.py
 import os
-import requests
+
+try:
+    import requests
+except ImportError:
+    raise SystemExit("revoke.py needs the requests package: pip install requests (or python3-requests on Debian and Ubuntu)")
 
 base = os.environ.get("REVOCAST_URL", "http://localhost:8080")
 

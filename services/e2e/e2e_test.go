@@ -236,7 +236,7 @@ func hello(t *testing.T, rs, token string) (int, http.Header, string) {
 func TestLoginRevokeLoginAgain(t *testing.T) {
 	s := startRevocastd(t)
 	rootKey := cli(t, s, "apps", "create", "shop")
-	cred := cli(t, s, "apps", "credential", "shop")
+	cred := cli(t, s, "apps", "credential", "create", "shop")
 	apiKey := cli(t, s, "keys", "create", "oncall")
 	rs := startResourced(t, s)
 
@@ -290,7 +290,7 @@ func TestLoginRevokeLoginAgain(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	s := startRevocastd(t)
 	cli(t, s, "apps", "create", "shop")
-	cred := cli(t, s, "apps", "credential", "shop")
+	cred := cli(t, s, "apps", "credential", "create", "shop")
 	early := startResourced(t, s)
 
 	before := mint(t, s.api, "shop", cred, 1)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/services/internal/natsutil"
@@ -42,7 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return def
 	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	// Named, not args[0]: under go run that is a path in the build cache.
+	fs := flag.NewFlagSet("resourced", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	httpAddr := fs.String("http-addr", env("RESOURCED_HTTP_ADDR", "127.0.0.1:8081"), "listen address (RESOURCED_HTTP_ADDR)")
 	natsURL := fs.String("nats-url", env("NATS_URL", nats.DefaultURL), "NATS server of revocast (NATS_URL)")
@@ -63,12 +65,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *creds == "" {
 		*creds = natsutil.DefaultCredentials(getenv, *natsURL, natsutil.Resource)
 	}
-	logCfg := zap.NewProductionConfig()
-	logCfg.OutputPaths, logCfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
-	log, err := logCfg.Build()
-	if err != nil {
-		return err
-	}
+	// The log format of revocastd: JSON lines with ISO 8601 times.
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encCfg), zapcore.AddSync(stderr), zap.InfoLevel), zap.AddCaller())
 	defer func() { _ = log.Sync() }()
 
 	// Keep trying when NATS is not up yet: resource servers and revocast may start in any
@@ -78,15 +78,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}); err != nil {
 		return err
 	}
-	opts := []nats.Option{nats.Name("resourced"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+	// client.Connect reconnects within a few hundred milliseconds of a NATS restart and
+	// retries while NATS is not up yet; LogNATSErrors keeps nats.go's asynchronous errors in
+	// this log instead of raw lines on stderr.
+	opts := []nats.Option{nats.Name("resourced"), client.LogNATSErrors(log),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("connected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) })}
 	if *creds != "" {
 		opts = append(opts, nats.UserCredentials(*creds))
 	}
-	nc, err := nats.Connect(*natsURL, opts...)
+	nc, err := client.Connect(*natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("NATS at %s: %w", *natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	if !nc.IsConnected() {

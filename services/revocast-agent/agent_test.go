@@ -150,12 +150,3 @@ func TestAuthUnavailable(t *testing.T) {
 		t.Fatalf("metrics do not count the 503:\n%s", metrics)
 	}
 }
-
-func TestGRPCAddrNotBuiltYet(t *testing.T) {
-	err := run(t.Context(), []string{"revocast-agent"}, func(k string) string {
-		return map[string]string{"REVOCAST_AGENT_GRPC_ADDR": "127.0.0.1:0"}[k]
-	}, &syncBuffer{}, &syncBuffer{})
-	if err == nil || !strings.Contains(err.Error(), "not built yet") {
-		t.Fatalf("run with -grpc-addr = %v, want not built yet", err)
-	}
-}

@@ -120,6 +120,9 @@ func TestKeysLifecycle(t *testing.T) {
 
 func TestFlushAndReset(t *testing.T) {
 	c := newCLI(t)
+	if _, _, err := c.run("apps", "create", "shop"); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := c.run("flush", "shop", "--reason", "incident 42"); err != nil {
 		t.Fatal(err)
 	}

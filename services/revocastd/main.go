@@ -74,7 +74,8 @@ type config struct {
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var cfg config
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	// Named, not args[0]: under go run that is a path in the build cache.
+	fs := flag.NewFlagSet("revocastd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -192,7 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// natsClosed is closed by the last callback nats.go runs for the connection: run waits
 	// for it, so no callback logs after run has returned.
 	natsClosed := make(chan struct{})
-	nc, err := natsutil.Connect(natsURL, "revocastd", natsCreds, natsutil.PrivateInbox(),
+	nc, err := natsutil.Connect(natsURL, "revocastd", natsCreds, natsutil.PrivateInbox(), client.LogNATSErrors(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted())) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(natsClosed) }),
@@ -285,7 +286,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Audit replays get their own connection: their consumers and flow control never share
 	// the socket and write lock of the connection that publishes revocations.
-	auditNC, err := natsutil.Connect(natsURL, "revocastd-audit", natsCreds, natsutil.PrivateInbox())
+	auditNC, err := natsutil.Connect(natsURL, "revocastd-audit", natsCreds, natsutil.PrivateInbox(), client.LogNATSErrors(log))
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,8 @@ func (s *server) fail(c *gin.Context, err error) {
 	if ae.status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", challenge(c.FullPath()))
 	}
-	c.AbortWithStatusJSON(ae.status, envelope(c, ae.msg))
+	c.Abort()
+	writeJSON(c, ae.status, envelope(c, ae.msg))
 }
 
 // challenge is the WWW-Authenticate of a 401 on route: the credential the route wants.

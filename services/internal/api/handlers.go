@@ -61,7 +61,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, response{Status: "ok"})
+		writeJSON(c, http.StatusOK, response{Status: "ok"})
 	}
 }
 
@@ -100,7 +100,7 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, response{Success: true, Data: true})
+		writeJSON(c, http.StatusOK, response{Success: true, Data: true})
 	}
 }
 
@@ -209,7 +209,7 @@ func clip(s string, n int) string {
 }
 
 func handleHealthz() gin.HandlerFunc {
-	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+	return func(c *gin.Context) { writeJSON(c, http.StatusOK, gin.H{"status": "ok"}) }
 }
 
 // handleReadyz is ready only when JetStream answers for the stream and the revocation table
@@ -220,13 +220,13 @@ func (s *server) handleReadyz() gin.HandlerFunc {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.store.Ping(ctx); err != nil {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "event stream unavailable"})
+			writeJSON(c, http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "event stream unavailable"})
 			return
 		}
 		if s.tokens != nil && !s.tokens.Ready() {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "revocation table catching up"})
+			writeJSON(c, http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "revocation table catching up"})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+		writeJSON(c, http.StatusOK, gin.H{"status": "ready"})
 	}
 }

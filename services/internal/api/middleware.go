@@ -81,7 +81,8 @@ func (s *server) recoverer() gin.HandlerFunc {
 func limitBody(max int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if c.Request.ContentLength > max {
-			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, envelope(c, tooLarge))
+			c.Abort()
+			writeJSON(c, http.StatusRequestEntityTooLarge, envelope(c, tooLarge))
 			return
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)

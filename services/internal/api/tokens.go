@@ -54,12 +54,12 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 		}
 		cred, ok := bearer(c.GetHeader("Authorization"))
 		if !ok {
-			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "missing Authorization: Bearer <app credential> (create one with 'revocast apps credential " + appID + "')"})
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "missing Authorization: Bearer <app credential> (create one with 'revocast apps credential create " + appID + "')"})
 			return
 		}
 		if cred == "" {
 			// A malformed request (RFC 6750, section 3.1), not a wrong credential.
-			s.fail(c, newError(http.StatusBadRequest, "missing app credential after Authorization: Bearer (create one with 'revocast apps credential "+appID+"')"))
+			s.fail(c, newError(http.StatusBadRequest, "missing app credential after Authorization: Bearer (create one with 'revocast apps credential create "+appID+"')"))
 			return
 		}
 		body, err := readBody(c)
@@ -100,7 +100,7 @@ func (s *server) handleMintTokens() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, s.pairResponse(pair))
+		writeJSON(c, http.StatusOK, s.pairResponse(pair))
 	}
 }
 
@@ -125,7 +125,7 @@ func (s *server) handleRefresh() gin.HandlerFunc {
 		pair, claims, err := s.tokens.Refresh(ctx, req.RefreshToken)
 		switch {
 		case err == nil:
-			c.JSON(http.StatusOK, s.pairResponse(pair))
+			writeJSON(c, http.StatusOK, s.pairResponse(pair))
 		case errors.Is(err, tokens.ErrReused):
 			s.metrics.authFailed.WithLabelValues("refresh_reused").Inc()
 			s.log.Warn("refresh token reused: it may have been stolen",
@@ -157,6 +157,6 @@ func (s *server) handleJWKS() gin.HandlerFunc {
 		// Short enough that a rotated-in key is seen soon; clients also refetch on an
 		// unknown kid.
 		c.Header("Cache-Control", "public, max-age=300")
-		c.JSON(http.StatusOK, gin.H{"keys": keys})
+		writeJSON(c, http.StatusOK, gin.H{"keys": keys})
 	}
 }
