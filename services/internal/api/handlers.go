@@ -61,6 +61,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.confirm(c) // Prefer: wait=N
 		c.JSON(http.StatusOK, response{Status: "ok"})
 	}
 }
@@ -100,6 +101,7 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.confirm(c) // Prefer: wait=N
 		c.JSON(http.StatusOK, response{Success: true, Data: true})
 	}
 }
@@ -144,6 +146,7 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 		return err
 	}
 	ev = stored.Event
+	c.Set(storedSeqKey, stored.Seq) // for s.confirm
 	s.metrics.revocations.WithLabelValues(string(ev.Type)).Inc()
 	s.log.Info("revocation stored",
 		zap.String("request_id", ev.Source.RequestID),
