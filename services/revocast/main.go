@@ -59,6 +59,10 @@ Commands:
   flush APP_ID [--reason R] revoke every token of an app issued until now
   reset USER_ID [--reason R]
                             revoke every token of a user, in every app, until now
+                            (flush and reset: --wait 5s waits until every live table
+                            has applied it and prints who did, and how fast)
+  fleet [--format table|json]
+                            the live fleet of tables (listens to their reports ~2.5s)
   audit [--app ID] [--user ID] [--type T] [--actor KEY_ID] [--since S] [--until S]
         [--format table|jsonl] [--follow]
                             replay the revocation stream (read-only); --since/--until take
@@ -89,6 +93,7 @@ type globals struct {
 	keep    time.Duration
 	scopes  string
 	reason  string
+	wait    time.Duration
 	audit   auditFlags
 	set     []string // names of the flags given on the line
 }
@@ -96,8 +101,9 @@ type globals struct {
 // commandFlags lists the flags each command takes besides the connection flags.
 var commandFlags = map[string][]string{
 	"keys create":    {"scopes"},
-	"flush":          {"reason"},
-	"reset":          {"reason"},
+	"flush":          {"reason", "wait"},
+	"reset":          {"reason", "wait"},
+	"fleet":          {"format"},
 	"signing rotate": {"keep"},
 	"audit":          {"app", "user", "type", "actor", "since", "until", "format", "follow", "verify"},
 }
@@ -136,6 +142,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (globals
 	fs.DurationVar(&g.keep, "keep", 30*24*time.Hour, "")
 	fs.StringVar(&g.scopes, "scopes", "", "")
 	fs.StringVar(&g.reason, "reason", "", "")
+	fs.DurationVar(&g.wait, "wait", 0, "")
 	fs.StringVar(&g.audit.app, "app", "", "")
 	fs.StringVar(&g.audit.user, "user", "", "")
 	fs.StringVar(&g.audit.typ, "type", "", "")
@@ -176,8 +183,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch pos[0] {
 	case "flush", "reset":
 		cmd, want = pos[0], 2
-	case "audit":
-		cmd, want = "audit", 1
+	case "audit", "fleet":
+		cmd, want = pos[0], 1
 	case "apps", "keys", "signing":
 		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2, "apps credential": 3,
 			"keys create": 3, "keys rotate": 3, "keys list": 2, "signing rotate": 2, "signing list": 2}[cmd]
@@ -226,7 +233,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// A replay of a long stream may take longer than --timeout; each of its requests is
 		// bounded by JetStream's own timeout instead (and Ctrl-C ends it).
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		ctx, cancel = context.WithTimeout(ctx, g.timeout+g.wait)
 		defer cancel()
 	}
 	// Admin commands read secrets (hashes, signing keys) and get their replies on the
@@ -257,6 +264,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "audit" {
 		// Auditors may only read the stream: audit needs nothing else.
 		return runAudit(ctx, js, aq, stdout, stderr)
+	}
+	if cmd == "fleet" {
+		return runFleet(ctx, nc, js, g.audit.format, stdout)
 	}
 	st, err := store.Open(ctx, js)
 	if err != nil {
@@ -358,6 +368,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		ev.Reason = g.reason
 		ev.Source.UserAgent = "revocast-cli"
+		var conf *confirmer
+		if g.wait > 0 {
+			if conf, err = startConfirm(nc); err != nil {
+				return err
+			}
+		}
 		stored, err := st.Publish(ctx, ev)
 		switch {
 		case errors.Is(err, store.ErrUnknownOutcome):
@@ -366,6 +382,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("%w; nothing was revoked, retry", err)
 		}
 		fmt.Fprintf(stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), stored.Seq, stored.Event.NotBefore.Format(time.RFC3339Nano))
+		if conf != nil {
+			return conf.wait(ctx, stored.Seq, g.wait, stdout)
+		}
 		return nil
 	}
 	return usagef("unknown command %q", cmd)
