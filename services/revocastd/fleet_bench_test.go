@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -119,10 +120,8 @@ func BenchmarkFleetReports(b *testing.B) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sent := make(chan int, 1)
+	var sent atomic.Int64
 	go func() {
-		n := 0
-		defer func() { sent <- n }()
 		step := interval / instances
 		tick := time.NewTicker(step)
 		defer tick.Stop()
@@ -134,24 +133,24 @@ func BenchmarkFleetReports(b *testing.B) {
 			}
 			k := i % instances
 			_ = ncs[k%conns].Publish(events.ReportSubject(fmt.Sprintf("sim-%04d", k)), reports[k])
-			n++
+			sent.Add(1)
 		}
 	}()
 	waitUntil(b, "1,000 instances in the fleet", 3*interval, func() bool { return len(liveFleet(b, srv, string(apiKey))) == instances })
 	b.ResetTimer()
-	c1, t1 := cpu(), time.Now()
+	c1, t1, n1 := cpu(), time.Now(), sent.Load()
 	for range b.N {
 		time.Sleep(measure) // the measurement window
 	}
 	elapsed := time.Since(t1)
 	busy := float64(cpu()-c1) / float64(elapsed)
+	n := sent.Load() - n1
 	b.StopTimer()
 	cancel()
-	n := <-sent
 	if got := len(liveFleet(b, srv, string(apiKey))); got != instances {
 		b.Fatalf("%d instances live at the end, want %d", got, instances)
 	}
-	b.ReportMetric(float64(n)/time.Since(t1).Seconds(), "reports/s")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "reports/s")
 	b.ReportMetric(idle*100, "idle-cpu-%")
 	b.ReportMetric(busy*100, "cpu-%")
 	b.ReportMetric((busy-idle)*100, "reports-cpu-%")
