@@ -57,13 +57,16 @@ func preferWait(values []string) (int, bool) {
 // s.publish): it waits until every live instance of the fleet has applied the event, or N
 // seconds, and says how it went in headers; the body and the status stay the contract's,
 // since the event is stored either way. Without the preference (or without a fleet) it
-// does nothing. Every revocation handler calls it between s.publish and its answer.
-func (s *server) confirm(c *gin.Context) {
+// does nothing. Every revocation handler calls it between s.publish and its answer, with
+// the end of its [Revocations.Begin]: the event is stored, so audit reads no longer step
+// aside for the call while it waits.
+func (s *server) confirm(c *gin.Context, endRevocation func()) {
 	n, ok := preferWait(c.Request.Header.Values("Prefer"))
 	seq := c.GetUint64(storedSeqKey)
 	if !ok || s.fleet == nil || seq == 0 {
 		return
 	}
+	endRevocation()
 	ctx, cancel := context.WithTimeout(c.Request.Context(), time.Duration(n)*time.Second)
 	conf := s.fleet.Wait(ctx, seq)
 	cancel()

@@ -24,7 +24,8 @@ func (s *server) handleFlush() gin.HandlerFunc {
 		Status string `json:"status"`
 	}
 	return func(c *gin.Context) {
-		defer s.revocations.Begin()() // audit reads step aside until it is done
+		end := s.revocations.Begin() // audit reads step aside until it is stored
+		defer end()
 		appID := c.Param("app_id")
 		if err := events.ValidateAppID(appID); err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
@@ -61,7 +62,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		s.confirm(c) // Prefer: wait=N
+		s.confirm(c, end) // Prefer: wait=N
 		c.JSON(http.StatusOK, response{Status: "ok"})
 	}
 }
@@ -74,7 +75,8 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 		Data    bool `json:"data"`
 	}
 	return func(c *gin.Context) {
-		defer s.revocations.Begin()() // audit reads step aside until it is done
+		end := s.revocations.Begin() // audit reads step aside until it is stored
+		defer end()
 		userID, err := events.ParseUserID(c.Param("id"))
 		if err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))
@@ -101,7 +103,7 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		s.confirm(c) // Prefer: wait=N
+		s.confirm(c, end) // Prefer: wait=N
 		c.JSON(http.StatusOK, response{Success: true, Data: true})
 	}
 }
