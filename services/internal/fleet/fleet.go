@@ -5,6 +5,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,10 @@ import (
 // Missed is how many report intervals an instance may stay silent before it leaves the
 // fleet.
 const Missed = 3
+
+// MaxInstances bounds the fleet's memory whatever the reports say: past it, new instances
+// are ignored (and counted as invalid) until others leave.
+const MaxInstances = 100_000
 
 // headHistory is how many recent stream sequences the fleet remembers the arrival time of,
 // to tell how long ago an instance fell behind.
@@ -123,6 +128,14 @@ func (f *Fleet) Handle(subject string, data []byte) {
 	f.mu.Lock()
 	m, ok := f.members[r.Instance]
 	if !ok {
+		if len(f.members) >= MaxInstances {
+			f.sweepLocked()
+		}
+		if len(f.members) >= MaxInstances {
+			f.mu.Unlock()
+			f.bad(subject, errors.New("fleet: too many instances"))
+			return
+		}
 		m = &member{}
 		f.members[r.Instance] = m
 		f.log.Info("instance joined the fleet", zap.String("instance", r.Instance), zap.String("service", r.Service), zap.String("host", r.Host))
@@ -134,6 +147,16 @@ func (f *Fleet) Handle(subject string, data []byte) {
 	}
 	f.observeLocked(r.Seq)
 	f.mu.Unlock()
+}
+
+// sweepLocked drops the instances that are gone.
+func (f *Fleet) sweepLocked() {
+	now := f.now()
+	for id, m := range f.members {
+		if !live(m, now) {
+			delete(f.members, id)
+		}
+	}
 }
 
 func (f *Fleet) bad(subject string, err error) {
