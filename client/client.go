@@ -91,6 +91,7 @@ type Table struct {
 	readyCh      chan struct{}
 	readyOnce    sync.Once
 	kick         chan struct{} // asks the freshness poller for a confirmation now
+	appliedKick  chan struct{} // tells the fleet reporter that events were applied
 
 	lastSeq       atomic.Uint64           // stream sequence of the last event handled
 	snapshotSeq   atomic.Uint64           // sequence of the snapshot the table started from
@@ -122,6 +123,7 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 			return nil, err
 		}
 	}
+	cfg.setupFleet()
 	t := &Table{
 		nc:      nc,
 		cfg:     cfg,
@@ -130,6 +132,8 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 		epoch:   time.Now(),
 		readyCh: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+
+		appliedKick: make(chan struct{}, 1),
 
 		heldApps:  map[string]int64{},
 		heldUsers: map[int64]int64{},

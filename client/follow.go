@@ -61,6 +61,9 @@ func (t *Table) Run(ctx context.Context) error {
 		wg.Go(func() { t.followKeys(ctx, js) })
 	}
 	wg.Go(func() { t.renewOnReconnect(ctx) })
+	if !t.cfg.fleet.off {
+		wg.Go(func() { t.reportLoop(ctx) })
+	}
 	t.follow(ctx, js)
 	cancel()
 	wg.Wait()
@@ -275,6 +278,9 @@ func (t *Table) handle(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 			zap.Time("not_before", ev.NotBefore), zap.Duration("clock_skew", t.cfg.clockSkew))
 	case t.cfg.onApply != nil:
 		t.cfg.onApply(ev, seq)
+	}
+	if md.NumPending == 0 {
+		t.appliedNow() // fleet report: caught up with what was delivered
 	}
 	if p := t.pending.Load(); p != nil && seq >= p.lastSeq {
 		t.markFresh(p.sentAt)

@@ -60,6 +60,7 @@ type config struct {
 	onApply       func(events.Event, uint64)
 	snapshot      bool
 	sigCacheSize  int
+	fleet         fleetConfig
 }
 
 func defaultConfig() config {

@@ -59,6 +59,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("RESOURCED_MAX_TOKEN_LIFETIME=%q: %w", v, err)
 		}
 	}
+	reportEvery := fs.Duration("report-interval", client.DefaultReportInterval, "how often the table reports itself to revocastd's fleet (RESOURCED_REPORT_INTERVAL)")
+	if v := getenv("RESOURCED_REPORT_INTERVAL"); v != "" {
+		if err := fs.Set("report-interval", v); err != nil {
+			return fmt.Errorf("RESOURCED_REPORT_INTERVAL=%q: %w", v, err)
+		}
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -99,7 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// The revocast part: a table that follows the revocations, and its middleware.
 	copts := []client.Option{client.WithLogger(log), client.WithIssuer(*issuer), client.WithMaxStaleness(*maxStale),
-		client.WithMaxTokenLifetime(*maxLifetime)}
+		client.WithMaxTokenLifetime(*maxLifetime), client.WithService("resourced"), client.WithReportInterval(*reportEvery)}
 	if *failOpen {
 		copts = append(copts, client.WithFailOpen())
 	}
@@ -139,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "resourced: serving http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "resourced: serving http://%s (fleet instance %s)\n", ln.Addr(), table.Instance())
 	<-ctx.Done()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

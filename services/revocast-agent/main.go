@@ -126,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 // tableOptions turns the verification choices into client options.
 func (cfg config) tableOptions(log *zap.Logger) []client.Option {
 	opts := []client.Option{
-		client.WithLogger(log), client.WithIssuer(cfg.issuer), client.WithMaxStaleness(cfg.maxStaleness),
+		client.WithLogger(log), client.WithService("revocast-agent"), client.WithIssuer(cfg.issuer), client.WithMaxStaleness(cfg.maxStaleness),
 		client.WithMaxTokenLifetime(cfg.maxLifetime), client.WithLeeway(cfg.leeway),
 		client.WithAppClaim(cfg.appClaim), client.WithUserClaim(cfg.userClaim), client.WithSignatureCache(cfg.cacheSize),
 	}

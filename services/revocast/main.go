@@ -122,7 +122,7 @@ func (c *runner) commands() *cobra.Command {
 	pf.StringVar(&c.natsURL, "nats-url", def, "NATS server (NATS_URL)")
 	pf.StringVar(&c.creds, "nats-creds", "", "NATS credentials file (NATS_CREDS; default the embedded default's\nbroadcaster.creds, auditor.creds for audit, in REVOCAST_DATA_DIR,\ndefault ./revocast-data/credentials/)")
 	pf.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for NATS")
-	root.AddCommand(c.appsCommand(), c.keysCommand(), c.signingCommand(), c.flushCommand(), c.resetCommand(), c.auditCommand())
+	root.AddCommand(c.appsCommand(), c.keysCommand(), c.signingCommand(), c.flushCommand(), c.resetCommand(), c.auditCommand(), c.fleetCommand())
 	return root
 }
 
@@ -408,13 +408,15 @@ func checkReason(reason string) error {
 func (c *runner) flushCommand() *cobra.Command {
 	var reason string
 	var allowUnknown bool
+	var wait time.Duration
 	cmd := leaf("flush APP_ID", "Revoke every token of an app issued until now",
 		`Publish app.flushed for APP_ID: every access and refresh token of the app issued until now
 is refused by every resource server. The event is permanent (the stream denies delete), so
 an app this revocast does not know is refused, as the API refuses it (403); for an app
 registered on another revocast of the same stream, pass --allow-unknown-app.`,
 		`  revocast flush shop
-  revocast flush shop --reason "incident 7"`,
+  revocast flush shop --reason "incident 7"
+  revocast flush shop --wait 5s`,
 		exactArgs("APP_ID"), func(cmd *cobra.Command, args []string) error {
 			if err := validApp(args[0]); err != nil {
 				return err
@@ -422,7 +424,7 @@ registered on another revocast of the same stream, pass --allow-unknown-app.`,
 			if err := checkReason(reason); err != nil {
 				return err
 			}
-			return c.withStore(cmd.Context(), func(ctx context.Context, st *store.Store, _ jetstream.JetStream) error {
+			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
 				if !allowUnknown {
 					_, found, err := findApp(ctx, st, args[0])
 					if err != nil {
@@ -432,23 +434,26 @@ registered on another revocast of the same stream, pass --allow-unknown-app.`,
 						return fmt.Errorf("%w: app %q is not registered here (see 'revocast apps list'); nothing was revoked. A flush is stored for good: for an app registered elsewhere, pass --allow-unknown-app", store.ErrNotFound, args[0])
 					}
 				}
-				return c.publish(ctx, st, reason, func(now time.Time) (events.Event, error) {
+				return c.publish(ctx, nc, st, reason, wait, func(now time.Time) (events.Event, error) {
 					return events.NewAppFlushed(args[0], now, cliActor())
 				})
 			})
 		})
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the event (one line of plain text, at most 512 bytes)")
 	cmd.Flags().BoolVar(&allowUnknown, "allow-unknown-app", false, "flush an app that is not registered on this revocast")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long until every live table has applied it, and print who did and how fast (e.g. 5s)")
 	return cmd
 }
 
 func (c *runner) resetCommand() *cobra.Command {
 	var reason string
+	var wait time.Duration
 	cmd := leaf("reset USER_ID", "Revoke every token of a user, in every app, issued until now",
 		`Publish user.reset for USER_ID (a positive integer, the JWT sub): every token of the user,
 in every app, issued until now is refused by every resource server.`,
 		`  revocast reset 42
-  revocast reset 42 --reason "phished"`,
+  revocast reset 42 --reason "phished"
+  revocast reset 42 --wait 5s`,
 		exactArgs("USER_ID"), func(cmd *cobra.Command, args []string) error {
 			id, err := events.ParseUserID(args[0])
 			if err != nil {
@@ -457,18 +462,44 @@ in every app, issued until now is refused by every resource server.`,
 			if err := checkReason(reason); err != nil {
 				return err
 			}
-			return c.withStore(cmd.Context(), func(ctx context.Context, st *store.Store, _ jetstream.JetStream) error {
-				return c.publish(ctx, st, reason, func(now time.Time) (events.Event, error) {
+			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
+				return c.publish(ctx, nc, st, reason, wait, func(now time.Time) (events.Event, error) {
 					return events.NewUserReset(id, now, cliActor())
 				})
 			})
 		})
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the event (one line of plain text, at most 512 bytes)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long until every live table has applied it, and print who did and how fast (e.g. 5s)")
+	return cmd
+}
+
+func (c *runner) fleetCommand() *cobra.Command {
+	var format string
+	cmd := leaf("fleet", "The live fleet of revocation tables, from their reports",
+		`Every table (resource servers, agents, any service on the client) reports itself every few
+seconds on NATS. fleet listens to the reports for a little over one interval (about 2.5 s)
+and prints each live instance: service, host, version, the last stream sequence it
+applied, its lag in events and milliseconds, its staleness, and whether it is ready.`,
+		`  revocast fleet
+  revocast fleet --format json`,
+		exactArgs(), func(cmd *cobra.Command, _ []string) error {
+			return c.withConn(cmd.Context(), fleetListen, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
+				js, err := jetstream.New(nc)
+				if err != nil {
+					return err
+				}
+				return runFleet(ctx, nc, js, format, c.stdout)
+			})
+		})
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
 	return cmd
 }
 
 // publish stores the event that build makes, after checking this machine's clock.
-func (c *runner) publish(ctx context.Context, st *store.Store, reason string, build func(time.Time) (events.Event, error)) error {
+//
+// With wait, it listens to the fleet's reports before publishing, and afterwards waits up to
+// wait until every table it heard from has applied the event, printing who did and how fast.
+func (c *runner) publish(ctx context.Context, nc *nats.Conn, st *store.Store, reason string, wait time.Duration, build func(time.Time) (events.Event, error)) error {
 	// The watermark comes from this machine's clock: refuse to publish with a clock that
 	// disagrees with the NATS server's, rather than revoke too little or lock users out.
 	off, err := st.ClockOffset(ctx)
@@ -484,6 +515,12 @@ func (c *runner) publish(ctx context.Context, st *store.Store, reason string, bu
 	}
 	ev.Reason = reason
 	ev.Source.UserAgent = "revocast-cli"
+	var conf *confirmer
+	if wait > 0 {
+		if conf, err = startConfirm(nc); err != nil {
+			return err
+		}
+	}
 	stored, err := st.Publish(ctx, ev)
 	switch {
 	case errors.Is(err, store.ErrUnknownOutcome):
@@ -492,6 +529,9 @@ func (c *runner) publish(ctx context.Context, st *store.Store, reason string, bu
 		return fmt.Errorf("%w; nothing was revoked, retry", err)
 	}
 	fmt.Fprintf(c.stdout, "stored %s on %s (seq %d, not_before %s)\n", ev.Type, ev.Subject(), stored.Seq, stored.Event.NotBefore.Format(time.RFC3339Nano))
+	if conf != nil {
+		return conf.wait(ctx, stored.Seq, wait, c.stdout)
+	}
 	return nil
 }
 
@@ -571,6 +611,27 @@ func (c *runner) connect(role natsutil.Role) (*nats.Conn, error) {
 		return nil, fmt.Errorf("%w (is revocastd running? set NATS_URL or --nats-url)", err)
 	}
 	return nc, nil
+}
+
+// withConn connects as the broadcaster, opens the store and runs f within --timeout and
+// extra (the time a command waits on purpose, e.g. --wait).
+func (c *runner) withConn(ctx context.Context, extra time.Duration, f func(context.Context, *nats.Conn, *store.Store) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout+extra)
+	defer cancel()
+	nc, err := c.connect(natsutil.Broadcaster)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		return err
+	}
+	return f(ctx, nc, st)
 }
 
 // withStore connects as the broadcaster, opens the store and runs f within --timeout.

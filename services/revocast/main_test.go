@@ -24,7 +24,12 @@ type cli struct {
 
 func newCLI(t *testing.T) *cli {
 	t.Helper()
-	srv := eventstest.RunJetStream(t)
+	return newCLIOn(t, eventstest.RunJetStream(t))
+}
+
+// newCLIOn is newCLI on a server the test also uses otherwise.
+func newCLIOn(t *testing.T, srv *eventstest.Server) *cli {
+	t.Helper()
 	js, err := jetstream.New(srv.Connect())
 	if err != nil {
 		t.Fatal(err)

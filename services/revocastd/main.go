@@ -30,8 +30,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
+	"github.com/revocast/revocast/services/internal/fleet"
 	"github.com/revocast/revocast/services/internal/httpguard"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/snapshot"
@@ -245,7 +247,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	tableOpts := []client.Option{client.WithLogger(log.Named("table"))}
+	// The live fleet, from the reports of every table (resource servers, agents). This
+	// replica's own table does not report: it is not a resource server.
+	fl := fleet.New(log.Named("fleet"), nil)
+	fleetSub, err := fl.Subscribe(nc)
+	if err != nil {
+		return fmt.Errorf("fleet reports: %w", err)
+	}
+	defer func() { _ = fleetSub.Unsubscribe() }()
+	tableOpts := []client.Option{client.WithLogger(log.Named("table")), client.WithReports(false),
+		client.WithOnApply(func(_ events.Event, seq uint64) { fl.Observe(seq) })}
 	if cfg.snapshotEvery == 0 {
 		// Only what can still revoke a token of ours needs keeping. A table that writes
 		// snapshots keeps everything: clients may accept tokens that live longer.
@@ -297,10 +308,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fl.Collector())
 	handler, err := api.NewServer(api.Config{
 		Registry: registry,
 		Tokens:   issuer,
+		Fleet:    fl,
 		Store:    st, Logger: log, PublishTimeout: cfg.publishTimeout, TrustedProxies: proxies,
 		Replay: func(ctx context.Context, q audit.Query, emit func(audit.Record) error) (audit.Summary, error) {
 			q.DeleteConsumer = true // API pages come quickly: leave no consumer behind

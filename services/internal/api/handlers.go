@@ -24,7 +24,8 @@ func (s *server) handleFlush() gin.HandlerFunc {
 		Status string `json:"status"`
 	}
 	return func(c *gin.Context) {
-		defer s.revocations.Begin()() // audit reads step aside until it is done
+		end := s.revocations.Begin() // audit reads step aside until it is stored
+		defer end()
 		appID := c.Param("app_id")
 		if err := events.ValidateAppID(appID); err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid app id: use 1 to 64 letters, digits, '-' or '_'"))
@@ -61,6 +62,7 @@ func (s *server) handleFlush() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.confirm(c, end) // Prefer: wait=N
 		writeJSON(c, http.StatusOK, response{Status: "ok"})
 	}
 }
@@ -73,7 +75,8 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 		Data    bool `json:"data"`
 	}
 	return func(c *gin.Context) {
-		defer s.revocations.Begin()() // audit reads step aside until it is done
+		end := s.revocations.Begin() // audit reads step aside until it is stored
+		defer end()
 		userID, err := events.ParseUserID(c.Param("id"))
 		if err != nil {
 			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))
@@ -100,6 +103,7 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		s.confirm(c, end) // Prefer: wait=N
 		writeJSON(c, http.StatusOK, response{Success: true, Data: true})
 	}
 }
@@ -144,6 +148,7 @@ func (s *server) publish(ctx context.Context, c *gin.Context, ev events.Event, r
 		return err
 	}
 	ev = stored.Event
+	c.Set(storedSeqKey, stored.Seq) // for s.confirm
 	s.metrics.revocations.WithLabelValues(string(ev.Type)).Inc()
 	s.log.Info("revocation stored",
 		zap.String("request_id", ev.Source.RequestID),

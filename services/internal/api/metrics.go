@@ -18,6 +18,9 @@ type metrics struct {
 	authFailed  *prometheus.CounterVec
 	// auditWaiting is how many audit reads wait for a slot.
 	auditWaiting prometheus.Gauge
+	// confirmations and confirmDuration are the revocations sent with "Prefer: wait".
+	confirmations   *prometheus.CounterVec
+	confirmDuration prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,7 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "revocast_audit_reads_waiting", Help: "GET /v1/audit calls waiting for one of the audit slots (-audit-concurrency).",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.revocations, m.authFailed, m.auditWaiting)
+	m.confirmations, m.confirmDuration = confirmMetrics()
+	reg.MustRegister(m.requests, m.duration, m.revocations, m.authFailed, m.auditWaiting, m.confirmations, m.confirmDuration)
 	return m
 }
 

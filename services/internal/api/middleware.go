@@ -50,14 +50,14 @@ func (s *server) accessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		s.log.Info("request",
+		s.log.Info("request", append([]zap.Field{
 			zap.String("request_id", requestIDOf(c)),
 			zap.String("method", c.Request.Method),
 			zap.String("route", c.FullPath()),
 			zap.Int("status", c.Writer.Status()),
 			zap.Duration("latency", time.Since(start)),
 			zap.String("remote", c.ClientIP()),
-		)
+		}, confirmationFields(c)...)...)
 	}
 }
 

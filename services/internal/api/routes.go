@@ -11,6 +11,7 @@ func (s *server) routes(e *gin.Engine) {
 	e.DELETE("/root/:app_id/flush", authorization, s.handleFlush())
 	e.POST("/v2/users/reset/:id", apiKey, s.handleUserReset())
 	e.GET("/v1/audit", apiKey, s.handleAudit())
+	e.GET("/v1/fleet", apiKey, s.handleFleet())
 	if s.tokens != nil {
 		e.POST("/v1/apps/:app_id/tokens", authorization, s.handleMintTokens())
 		e.POST("/v1/tokens/refresh", s.handleRefresh())

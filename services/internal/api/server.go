@@ -42,6 +42,9 @@ type Config struct {
 	Store  Store
 	Replay ReplayFunc
 	Tokens Tokens
+	// Fleet is the live fleet: GET /v1/fleet shows it, and revocations sent with
+	// "Prefer: wait=N" wait for it. Without it the fleet is empty and nothing waits.
+	Fleet  Fleet
 	Logger *zap.Logger
 	// PublishTimeout bounds the JetStream work of one call (key check and publish until
 	// acknowledged); past it the call answers 500. Default 5s.
@@ -83,6 +86,7 @@ type server struct {
 	store          Store
 	replay         ReplayFunc
 	tokens         Tokens
+	fleet          Fleet
 	log            *zap.Logger
 	publishTimeout time.Duration
 	failures       *failureLimiter
@@ -115,6 +119,7 @@ func NewServer(cfg Config) (http.Handler, error) {
 		store:          cfg.Store,
 		replay:         cfg.Replay,
 		tokens:         cfg.Tokens,
+		fleet:          cfg.Fleet,
 		log:            cfg.Logger,
 		publishTimeout: cfg.PublishTimeout,
 		now:            cfg.Now,

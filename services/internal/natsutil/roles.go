@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/jwt/v2"
+
+	"github.com/revocast/revocast/events"
 )
 
 // Role is one of the three kinds of NATS user revocast has. The embedded default gives
@@ -17,7 +19,8 @@ const (
 	// keeps the stream and the buckets.
 	Broadcaster Role = "broadcaster"
 	// Resource is a resource server or agent: reads the stream, the snapshot and the
-	// public signing keys; publishes nothing that changes state.
+	// public signing keys; publishes nothing that changes state, only its fleet reports
+	// (core NATS, stored nowhere).
 	Resource Role = "resource"
 	// Auditor replays the stream and nothing else.
 	Auditor Role = "auditor"
@@ -42,7 +45,8 @@ func (r Role) Permissions() jwt.Permissions {
 			p.Pub.Deny = append(p.Pub.Deny, "$JS.API.STREAM.PURGE.KV_"+b)
 		}
 		p.Pub.Deny = append(p.Pub.Deny, "$JS.API.STREAM.MSG.DELETE.>")
-		p.Sub.Allow = []string{InboxPrefix + ".>"}
+		// The fleet reports of the tables: revocastd keeps the live fleet from them.
+		p.Sub.Allow = []string{InboxPrefix + ".>", events.FleetSubjects}
 	case Resource:
 		p.Pub.Allow = append(streamReader(),
 			"$JS.ACK.REVOCATIONS.>",
@@ -56,6 +60,11 @@ func (r Role) Permissions() jwt.Permissions {
 			"$JS.API.DIRECT.GET.OBJ_revocast_snapshots.>",
 			"$JS.API.CONSUMER.CREATE.OBJ_revocast_snapshots.>",
 			"$JS.API.CONSUMER.MSG.NEXT.OBJ_revocast_snapshots.>",
+			// Fleet reports. NATS cannot tie a subject to the user's identity within one
+			// account: a resource server could report in another instance's name, which
+			// revocastd cannot tell apart (it ignores malformed reports).
+			events.ReportSubjects,
+			events.AppliedSubjects,
 		)
 		p.Pub.Deny = readerDeny()
 		p.Sub.Allow = []string{"_INBOX.>"}

@@ -30,10 +30,12 @@ const (
 	ScopeUsersReset = "users:reset"
 	// ScopeAuditRead allows reading the audit log through the API.
 	ScopeAuditRead = "audit:read"
+	// ScopeFleetRead allows reading the live fleet (GET /v1/fleet).
+	ScopeFleetRead = "fleet:read"
 )
 
 // AllScopes is what a new key gets when no scope is named.
-var AllScopes = []string{ScopeUsersReset, ScopeAuditRead}
+var AllScopes = []string{ScopeUsersReset, ScopeAuditRead, ScopeFleetRead}
 
 // Errors; the API maps them to status codes in one place.
 var (
