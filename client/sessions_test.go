@@ -1,0 +1,189 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/events/eventstest"
+)
+
+func mustSession(tb testing.TB, sid string, nb time.Time) events.Event {
+	tb.Helper()
+	ev, err := events.NewSessionRevoked(sid, nb, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
+}
+
+// sessionWatermarks returns every session watermark by digest, for comparing tables.
+func (t *Table) sessionWatermarks() map[int64]int64 {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	out := map[int64]int64{}
+	s := t.sessions.Load()
+	for i := range s.slots {
+		if d := s.slots[i].key.Load(); d != 0 {
+			out[d] = s.slots[i].nb.Load()
+		}
+	}
+	return out
+}
+
+// TestSessionRevocation: a session.revoked event refuses the tokens of that session issued
+// before it, and nothing else: not the user's other session, not a token without a session,
+// not a token issued after it.
+func TestSessionRevocation(t *testing.T) {
+	f := newFixture(t)
+	tab := f.readyTable(t, WithSessionClaim("sid"))
+	ctx := context.Background()
+	iat := millis(time.Now().Add(-time.Second))
+	laptop := f.token(t, "shop", 42, iat, jwt.MapClaims{"sid": "laptop-1"})
+	phone := f.token(t, "shop", 42, iat, jwt.MapClaims{"sid": "phone-1"})
+	none := f.token(t, "shop", 42, iat, nil)
+
+	wm := time.Now()
+	eventstest.Publish(t, f.js, mustSession(t, "laptop-1", wm))
+	eventually(t, "session watermark", func() bool { return tab.SessionNotBefore("laptop-1").Equal(wm) })
+
+	if _, err := tab.Verify(ctx, laptop); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("token of the revoked session: err = %v, want ErrRevoked", err)
+	}
+	for name, tok := range map[string]string{"other session": phone, "no session": none,
+		"revoked session, issued after": f.token(t, "shop", 42, millis(wm.Add(time.Millisecond)), jwt.MapClaims{"sid": "laptop-1"})} {
+		c, err := tab.Verify(ctx, tok)
+		if err != nil {
+			t.Fatalf("%s: err = %v, want nil", name, err)
+		}
+		if name == "other session" && c.SessionID != "phone-1" {
+			t.Fatalf("SessionID = %q, want phone-1", c.SessionID)
+		}
+	}
+	if err := tab.CheckSessionIssuedAt("shop", 42, "laptop-1", "1"); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("CheckSessionIssuedAt: err = %v, want ErrRevoked", err)
+	}
+	if s := tab.Stats(); s.Sessions != 1 {
+		t.Fatalf("Stats().Sessions = %d, want 1", s.Sessions)
+	}
+
+	// A foreign issuer without WithSessionClaim: session revocation does not apply.
+	foreign := f.readyTable(t)
+	f.caughtUp(t, foreign)
+	if _, err := foreign.Verify(ctx, laptop); err != nil {
+		t.Fatalf("without a session claim: err = %v, want nil", err)
+	}
+}
+
+// TestSessionClaimRefusesBadValues: a session claim that no session.revoked event could
+// name is refused rather than silently never revocable.
+func TestSessionClaimRefusesBadValues(t *testing.T) {
+	f := newFixture(t)
+	tab := f.readyTable(t, WithSessionClaim("sid"))
+	iat := millis(time.Now())
+	for name, sid := range map[string]any{"Empty": "", "Dot": "a.b", "Star": "*", "Gt": ">", "Space": "a b",
+		"Unicode": "séance", "TooLong": strings.Repeat("s", events.MaxSessionIDLen+1), "SixKB": strings.Repeat("s", 6000),
+		"Number": 42} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tab.Verify(context.Background(), f.token(t, "shop", 1, iat, jwt.MapClaims{"sid": sid}))
+			if !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("err = %v, want ErrInvalidToken", err)
+			}
+		})
+	}
+}
+
+func TestSessionPruneAndHold(t *testing.T) {
+	now := time.Now()
+	tab := newTestTable(t, WithMaxTokenLifetime(time.Hour))
+	tab.apply(mustSession(t, "old", now.Add(-2*time.Hour)))
+	tab.apply(mustSession(t, "new", now.Add(-time.Minute)))
+	if tab.apply(mustSession(t, "future", now.Add(time.Hour))) {
+		t.Fatal("a watermark an hour ahead was applied at once")
+	}
+	if dropped := tab.prune(now.Add(-time.Hour)); dropped != 1 {
+		t.Fatalf("dropped = %d, want 1", dropped)
+	}
+	if !tab.SessionNotBefore("old").IsZero() || tab.SessionNotBefore("new").IsZero() || !tab.SessionNotBefore("future").IsZero() {
+		t.Fatalf("sessions after prune: %v", tab.sessionWatermarks())
+	}
+	if s := tab.Stats(); s.Held != 1 || s.Sessions != 1 {
+		t.Fatalf("Stats = %+v, want 1 held, 1 session", s)
+	}
+}
+
+func fillSessions(tb testing.TB, tab *Table, n int) []int64 {
+	tb.Helper()
+	digests := make([]int64, n)
+	nb := time.Now().Add(-time.Minute)
+	for i := range digests {
+		sid := "s" + strconv.FormatUint(rand.Uint64(), 36)
+		ev := events.Event{Version: events.Version, Type: events.TypeSessionRevoked, SessionID: sid, NotBefore: nb}
+		tab.apply(ev)
+		digests[i] = events.SessionDigest(sid)
+	}
+	return digests
+}
+
+// BenchmarkLookupSessions is the request path's lookup with app, user and session
+// watermarks, for a random user among 1M and a random session among 1M, from every core.
+func BenchmarkLookupSessions(b *testing.B) {
+	tab := newTestTable(b)
+	ids := fillUsers(b, tab, 1_000_000)
+	digests := fillSessions(b, tab, 1_000_000)
+	tab.apply(mustApp(b, "shop", time.Now().Add(-time.Minute)))
+	iat := issuedAt{sec: time.Now().Unix()}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i, j := rand.IntN(len(ids)), rand.IntN(len(digests))
+		var n int
+		for pb.Next() {
+			n++
+			if tab.checkWatermark("shop", ids[i], digests[j], iat) != nil {
+				b.Error("a token issued now was refused")
+			}
+			if i++; i == len(ids) {
+				i = 0
+			}
+			if j++; j == len(digests) {
+				j = 0
+			}
+		}
+		_ = n
+	})
+}
+
+// BenchmarkTableMemorySessions reports the heap bytes per session entry of a table of 1M
+// sessions.
+func BenchmarkTableMemorySessions(b *testing.B) {
+	const n = 1_000_000
+	sids := make([]string, n)
+	for i := range sids {
+		sids[i] = "s" + strconv.FormatUint(rand.Uint64(), 36)
+	}
+	nb := time.Now().Add(-time.Minute)
+	var perEntry float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tab := newTestTable(b)
+		for _, sid := range sids {
+			tab.apply(events.Event{Version: events.Version, Type: events.TypeSessionRevoked, SessionID: sid, NotBefore: nb})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(tab)
+	}
+	b.ReportMetric(perEntry, "B/entry")
+}
