@@ -30,10 +30,12 @@ const (
 	ScopeUsersReset = "users:reset"
 	// ScopeAuditRead allows reading the audit log through the API.
 	ScopeAuditRead = "audit:read"
+	// ScopeSessionsRevoke allows POST /v2/sessions/revoke/{sid}.
+	ScopeSessionsRevoke = "sessions:revoke"
 )
 
 // AllScopes is what a new key gets when no scope is named.
-var AllScopes = []string{ScopeUsersReset, ScopeAuditRead}
+var AllScopes = []string{ScopeUsersReset, ScopeAuditRead, ScopeSessionsRevoke}
 
 // Errors; the API maps them to status codes in one place.
 var (
