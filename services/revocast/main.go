@@ -59,7 +59,7 @@ Commands:
   flush APP_ID [--reason R] revoke every token of an app issued until now
   reset USER_ID [--reason R]
                             revoke every token of a user, in every app, until now
-  audit [--app ID] [--user ID] [--type T] [--actor KEY_ID] [--since S] [--until S]
+` + sessionsUsage + `  audit [--app ID] [--user ID] [--session SID] [--type T] [--actor KEY_ID] [--since S] [--until S]
         [--format table|jsonl] [--follow]
                             replay the revocation stream (read-only); --since/--until take
                             a duration back from now (24h), an RFC 3339 time or a date
@@ -95,11 +95,12 @@ type globals struct {
 
 // commandFlags lists the flags each command takes besides the connection flags.
 var commandFlags = map[string][]string{
-	"keys create":    {"scopes"},
-	"flush":          {"reason"},
-	"reset":          {"reason"},
-	"signing rotate": {"keep"},
-	"audit":          {"app", "user", "type", "actor", "since", "until", "format", "follow", "verify"},
+	"keys create":     {"scopes"},
+	"flush":           {"reason"},
+	"reset":           {"reason"},
+	"sessions revoke": {"reason"},
+	"signing rotate":  {"keep"},
+	"audit":           {"app", "user", "session", "type", "actor", "since", "until", "format", "follow", "verify"},
 }
 
 // checkFlags refuses a flag the command does not take, instead of ignoring it silently.
@@ -118,8 +119,8 @@ func checkFlags(cmd string, set []string) error {
 
 // auditFlags are the flags of 'revocast audit'.
 type auditFlags struct {
-	app, user, typ, actor, since, until, format string
-	follow, verify                              bool
+	app, user, session, typ, actor, since, until, format string
+	follow, verify                                       bool
 }
 
 // parse reads flags wherever they are on the line and returns the positional arguments.
@@ -138,6 +139,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (globals
 	fs.StringVar(&g.reason, "reason", "", "")
 	fs.StringVar(&g.audit.app, "app", "", "")
 	fs.StringVar(&g.audit.user, "user", "", "")
+	fs.StringVar(&g.audit.session, "session", "", "")
 	fs.StringVar(&g.audit.typ, "type", "", "")
 	fs.StringVar(&g.audit.actor, "actor", "", "")
 	fs.StringVar(&g.audit.since, "since", "", "")
@@ -178,8 +180,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, want = pos[0], 2
 	case "audit":
 		cmd, want = "audit", 1
-	case "apps", "keys", "signing":
-		want = map[string]int{"apps create": 3, "apps rotate": 3, "apps list": 2, "apps credential": 3,
+	case "apps", "keys", "signing", "sessions":
+		want = map[string]int{"sessions revoke": 3, "apps create": 3, "apps rotate": 3, "apps list": 2, "apps credential": 3,
 			"keys create": 3, "keys rotate": 3, "keys list": 2, "signing rotate": 2, "signing list": 2}[cmd]
 	}
 	if want == 0 {
@@ -207,6 +209,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "reset":
 		if userID, err = events.ParseUserID(pos[1]); err != nil {
 			return usagef("%v", err)
+		}
+	case "sessions revoke":
+		if err := checkSessionsArgs(pos[1:]); err != nil {
+			return err
 		}
 	}
 	var scopes []string
@@ -263,6 +269,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	switch cmd {
+	case "sessions revoke":
+		return runSessions(ctx, st, pos[1:], g.reason, stdout)
 	case "apps create":
 		app, key, err := st.CreateApp(ctx, pos[2])
 		if err != nil {
