@@ -44,7 +44,11 @@ const minUserSlots = 64
 func newUserTable(capacity int) *userTable {
 	// Room for capacity entries at a load factor of at most 3/4.
 	n := max(uint64(capacity)*4/3+1, minUserSlots)
-	size := uint64(1) << bits.Len64(n-1)
+	return newUserTableSlots(uint64(1) << bits.Len64(n-1))
+}
+
+// newUserTableSlots returns an empty table of size slots, a power of two.
+func newUserTableSlots(size uint64) *userTable {
 	return &userTable{
 		slots: make([]userSlot, size),
 		mask:  size - 1,
@@ -74,11 +78,15 @@ func (u *userTable) full() bool {
 	return (u.count+1)*4 > len(u.slots)*3
 }
 
-// grown returns u, or a copy with room for twice its entries when one more entry would
-// push the load factor past 3/4. Doubling keeps the average cost of an insert constant.
+// grown returns u, or a copy with twice its slots when one more entry would push the load
+// factor past 3/4. Doubling keeps the average cost of an insert constant, and the new table
+// 3/8 full. (Sizing it by entries, 2*count+1 at a 3/4 load factor, rounds up to four times
+// the slots: 3/16 full, 85 bytes per entry.)
 func (u *userTable) grown() *userTable {
 	if u.full() {
-		return u.rebuilt(2*u.count+1, 0)
+		n := newUserTableSlots(2 * uint64(len(u.slots)))
+		u.copyInto(n, 0)
+		return n
 	}
 	return u
 }
@@ -107,6 +115,12 @@ func (u *userTable) put(id, nb int64) {
 // for capacity entries.
 func (u *userTable) rebuilt(capacity int, cutoff int64) *userTable {
 	n := newUserTable(capacity)
+	u.copyInto(n, cutoff)
+	return n
+}
+
+// copyInto puts the entries whose watermark is at least cutoff into n, which has room.
+func (u *userTable) copyInto(n *userTable, cutoff int64) {
 	for i := range u.slots {
 		s := &u.slots[i]
 		if id := s.key.Load(); id != 0 {
@@ -115,7 +129,6 @@ func (u *userTable) rebuilt(capacity int, cutoff int64) *userTable {
 			}
 		}
 	}
-	return n
 }
 
 // appTable maps app ids to watermarks. The map itself is never changed once published: a new

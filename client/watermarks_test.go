@@ -353,3 +353,19 @@ func TestPruneKeepsWhatLeewayStillAccepts(t *testing.T) {
 		t.Fatalf("revoked token after pruning: err = %v, want ErrRevoked", err)
 	}
 }
+
+// TestGrowthDoubles: growing a full table doubles its slots, so a table grown one insert
+// at a time stays at least 3/8 full (at most 43 bytes per entry), as the file comment says.
+func TestGrowthDoubles(t *testing.T) {
+	tab := newTestTable(t)
+	for id := int64(1); id <= 10_000; id++ {
+		before := len(tab.users.Load().slots)
+		tab.apply(mustUserFast(id, time.Now()))
+		if after := len(tab.users.Load().slots); after != before && after != 2*before {
+			t.Fatalf("insert %d: %d slots grew to %d, want %d", id, before, after, 2*before)
+		}
+	}
+	if u := tab.users.Load(); u.count*8 < len(u.slots)*3 {
+		t.Fatalf("%d entries in %d slots: less than 3/8 full", u.count, len(u.slots))
+	}
+}
