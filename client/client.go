@@ -74,6 +74,8 @@ type Table struct {
 
 	users atomic.Pointer[userTable]
 	apps  atomic.Pointer[appTable]
+	// appIndex is apps for the request path: see [appIndex]. setApps publishes both.
+	appIndex atomic.Pointer[appIndex]
 	// sessions is a second table of the users' kind, keyed by events.SessionDigest.
 	sessions atomic.Pointer[userTable]
 	// writeMu serializes writers (the follow loop, pruning); readers never take it.
@@ -150,7 +152,7 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 	}
 	t.users.Store(newUserTable(0))
 	t.sessions.Store(newUserTable(0))
-	t.apps.Store(&appTable{})
+	t.setApps(appTable{})
 	return t, nil
 }
 
@@ -273,7 +275,13 @@ func (t *Table) putApp(id string, nb int64) {
 	v := new(atomic.Int64)
 	v.Store(nb)
 	next[id] = v
-	t.apps.Store(&next)
+	t.setApps(next)
+}
+
+// setApps publishes a new app map and its index. The caller holds writeMu (or is New).
+func (t *Table) setApps(a appTable) {
+	t.appIndex.Store(newAppIndex(a))
+	t.apps.Store(&a)
 }
 
 // reserve grows the user table ahead of a bootstrap of n events, so it does not regrow.
@@ -309,7 +317,7 @@ func (t *Table) prune(cutoff time.Time) (dropped int) {
 	}
 	if len(next) < len(apps) {
 		dropped += len(apps) - len(next)
-		t.apps.Store(&next)
+		t.setApps(next)
 	}
 	t.pruned.Add(uint64(dropped))
 	return dropped
@@ -320,7 +328,40 @@ func (t *Table) prune(cutoff time.Time) (dropped int) {
 func (t *Table) notBefore(appID string, userID int64) int64 {
 	nb := t.users.Load().get(userID)
 	if appID != "" {
-		nb = max(nb, (*t.apps.Load()).get(appID))
+		nb = max(nb, t.appIndex.Load().get(appID))
+	}
+	return nb
+}
+
+// lookup is the watermark that applies to a token of a user of an app in a session (by
+// digest, 0 for none), in Unix nanoseconds, 0 if none. This is the lookup on the request
+// path. The first slot of the user and of the session is read before either is compared,
+// so that the two cache misses of a large table overlap instead of adding up.
+func (t *Table) lookup(appID string, userID, session int64) int64 {
+	if session == 0 {
+		return t.notBefore(appID, userID)
+	}
+	u, s := t.users.Load(), t.sessions.Load()
+	us, ss := &u.slots[u.home(userID)], &s.slots[s.home(session)]
+	uk, sk := us.key.Load(), ss.key.Load()
+	// The app's watermark is looked up while the two slots are on their way.
+	var nb int64
+	if appID != "" {
+		nb = t.appIndex.Load().get(appID)
+	}
+	switch uk {
+	case userID:
+		nb = max(nb, us.nb.Load())
+	case 0:
+	default:
+		nb = max(nb, u.get(userID))
+	}
+	switch sk {
+	case session:
+		nb = max(nb, ss.nb.Load())
+	case 0:
+	default:
+		nb = max(nb, s.get(session))
 	}
 	return nb
 }

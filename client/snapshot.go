@@ -157,7 +157,7 @@ func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, stream
 	t.writeMu.Lock()
 	t.users.Store(snap.users)
 	t.sessions.Store(snap.sessions)
-	t.apps.Store(&snap.apps)
+	t.setApps(snap.apps)
 	t.heldApps, t.heldUsers, t.heldSessions = snap.heldApps, snap.heldUsers, snap.heldSessions
 	t.lastStored = h.SeqStoredAt.UnixNano()
 	t.lastSeq.Store(h.Seq)

@@ -344,7 +344,7 @@ func (t *Table) CheckSessionIssuedAt(appID string, userID int64, sid string, iat
 // checkWatermark is the revocation lookup of the request path: app, user and session
 // (by digest, 0 for none) in one comparison.
 func (t *Table) checkWatermark(appID string, userID, session int64, iat issuedAt) error {
-	nb := max(t.notBefore(appID, userID), t.sessionNotBefore(session))
+	nb := t.lookup(appID, userID, session)
 	if iat.revokedBy(nb) {
 		return fmt.Errorf("%w: issued at %s, not before %s (app %q, user %d, session digest %x)", ErrRevoked,
 			time.Unix(iat.sec, iat.nsec).UTC().Format(time.RFC3339Nano),
