@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/events/eventstest"
@@ -225,4 +228,82 @@ func TestAppIndex(t *testing.T) {
 			t.Fatalf("get(missing) = %d", got)
 		}
 	}
+}
+
+// BenchmarkReadySessions1M measures how long a new table takes to be ready from the
+// snapshot with 1M revoked users and 1M revoked sessions in the stream. It runs only when
+// selected by name: -bench ReadySessions1M.
+func BenchmarkReadySessions1M(b *testing.B) {
+	if !benchSelected("ReadySessions1M") {
+		b.Skip("run with -bench ReadySessions1M")
+	}
+	const n = 1_000_000
+	f := newFixture(b)
+	// A loaded machine acknowledges slowly: a window that does not stall.
+	js, err := jetstream.New(f.srv.Connect(), jetstream.WithPublishAsyncMaxPending(1<<16))
+	if err != nil {
+		b.Fatal(err)
+	}
+	publishUsers(b, js, 1, n)
+	publishSessions(b, js, n)
+	writer := f.table(b, WithLogger(zap.NewNop()))
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer wcancel()
+	if err := writer.WaitReady(wctx); err != nil {
+		b.Fatal(err)
+	}
+	f.caughtUp(b, writer)
+	var buf bytes.Buffer
+	h, err := writer.WriteSnapshot(&buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.putSnapshot(b, buf.Bytes())
+	b.Logf("snapshot of %d users and %d sessions at seq %d: %d bytes", h.UsersHint, h.SessionsHint, h.Seq, buf.Len())
+	for b.Loop() {
+		tab, err := New(f.srv.Connect(), WithKeyfunc(f.keyfunc))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tab.Run(ctx) }()
+		if err := tab.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if s := tab.Stats(); s.Users != n || s.Sessions != n || s.SnapshotSequence != h.Seq {
+			b.Fatalf("users = %d, sessions = %d, snapshot seq %d, want %d, %d, %d", s.Users, s.Sessions, s.SnapshotSequence, n, n, h.Seq)
+		}
+		cancel()
+		<-done
+		b.StartTimer()
+	}
+}
+
+// publishSessions stores session.revoked events for n sessions, many in flight at once.
+func publishSessions(b *testing.B, js jetstream.JetStream, n int) {
+	b.Helper()
+	start := time.Now()
+	nb := time.Now().Add(-time.Minute)
+	const batch = 20_000
+	for from := 0; from < n; from += batch {
+		for i := from; i < from+batch && i < n; i++ {
+			ev := events.Event{Version: events.Version, ID: events.NewID(), Type: events.TypeSessionRevoked,
+				SessionID: "s_" + strconv.Itoa(i), NotBefore: nb, Actor: "bench"}
+			data, err := events.Encode(ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := js.PublishAsync(ev.Subject(), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("publish batch not acknowledged in a minute")
+		}
+	}
+	b.Logf("published %d session events in %s", n, time.Since(start))
 }
