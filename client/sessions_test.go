@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
@@ -139,29 +140,55 @@ func fillSessions(tb testing.TB, tab *Table, n int) []int64 {
 
 // BenchmarkLookupSessions is the request path's lookup with app, user and session
 // watermarks, for a random user among 1M and a random session among 1M, from every core.
+// MemoryFloor is what the memory underneath does in the same run: one random read from
+// each of two plain arrays of the tables' size (the lookup's two cache misses, and nothing
+// else).
 func BenchmarkLookupSessions(b *testing.B) {
 	tab := newTestTable(b)
 	ids := fillUsers(b, tab, 1_000_000)
 	digests := fillSessions(b, tab, 1_000_000)
 	tab.apply(mustApp(b, "shop", time.Now().Add(-time.Minute)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i, j := rand.IntN(len(ids)), rand.IntN(len(digests))
-		var sink, n int64
-		for pb.Next() {
-			n++
-			sink += tab.lookup("shop", ids[i], digests[j])
-			if i++; i == len(ids) {
-				i = 0
+	parallel := func(b *testing.B, f func(i, j int) int64) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i, j := rand.IntN(len(ids)), rand.IntN(len(digests))
+			var sink, n int64
+			for pb.Next() {
+				n++
+				sink += f(i, j)
+				if i++; i == len(ids) {
+					i = 0
+				}
+				if j++; j == len(digests) {
+					j = 0
+				}
 			}
-			if j++; j == len(digests) {
-				j = 0
+			if n > 0 && sink == 0 {
+				b.Error("no watermark found")
 			}
+		})
+	}
+	b.Run("Lookup", func(b *testing.B) {
+		parallel(b, func(i, j int) int64 { return tab.lookup("shop", ids[i], digests[j]) })
+	})
+	b.Run("MemoryFloor", func(b *testing.B) {
+		u, s := tab.users.Load(), tab.sessions.Load()
+		a1, a2 := make([]int64, 2*len(u.slots)), make([]int64, 2*len(s.slots))
+		adviseHugePages(unsafe.Slice((*userSlot)(unsafe.Pointer(unsafe.SliceData(a1))), len(u.slots)))
+		adviseHugePages(unsafe.Slice((*userSlot)(unsafe.Pointer(unsafe.SliceData(a2))), len(s.slots)))
+		for i := range a1 {
+			a1[i], a2[i] = 1, 1
 		}
-		if n > 0 && sink == 0 {
-			b.Error("no watermark found")
+		// The same positions the lookup reads first.
+		pu, ps := make([]uint64, len(ids)), make([]uint64, len(digests))
+		for i, id := range ids {
+			pu[i] = 2 * u.home(id)
 		}
+		for j, d := range digests {
+			ps[j] = 2 * s.home(d)
+		}
+		b.ResetTimer()
+		parallel(b, func(i, j int) int64 { return a1[pu[i]] + a2[ps[j]] })
 	})
 }
 
