@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,14 +75,18 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 		if i%50 == 0 {
 			evs = append(evs, mustApp(t, "app-"+string(rune('a'+i%7)), base.Add(time.Duration(i)*time.Second)))
 		}
+		if i%3 == 0 {
+			evs = append(evs, mustSession(t, "s-"+strconv.Itoa(i/3%300), base.Add(time.Duration(rand.IntN(1000))*time.Millisecond)))
+		}
 	}
 	want := newTestTable(t)
 	for _, ev := range evs {
 		want.apply(ev)
 	}
 	wantApps, wantUsers := want.watermarks()
-	if len(wantUsers) != 500 {
-		t.Fatalf("users = %d, want 500", len(wantUsers))
+	wantSessions := want.sessionWatermarks()
+	if len(wantUsers) != 500 || len(wantSessions) != 300 {
+		t.Fatalf("users = %d, sessions = %d, want 500, 300", len(wantUsers), len(wantSessions))
 	}
 
 	cases := map[string]func([]events.Event) []events.Event{
@@ -115,7 +120,7 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 				got.apply(ev)
 			}
 			apps, users := got.watermarks()
-			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) {
+			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) || !maps.Equal(got.sessionWatermarks(), wantSessions) {
 				t.Fatalf("table differs from in-order application")
 			}
 		})
