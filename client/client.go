@@ -5,8 +5,8 @@
 // broadcaster's latest snapshot of the table and the events after it (or, without one, from
 // the latest event per subject), then applies every new event as it arrives, and recovers by
 // itself from disconnects and server restarts without missing an event. Each event is a
-// not-before watermark, for an app or for a user; a token issued before the watermark that
-// applies to it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat,
+// not-before watermark, for an app, a user or a login session; a token issued before a
+// watermark that applies to it is revoked. [Table.Verify] checks a JWT (signature, algorithms, exp, iat,
 // size, that it is an access token) and then the watermarks; [Table.Middleware] does the
 // same for net/http handlers.
 //
@@ -50,7 +50,7 @@ var (
 	ErrNotAccessToken = errors.New("client: not an access token")
 	// ErrMissingToken means the request carries no bearer token.
 	ErrMissingToken = errors.New("client: missing bearer token")
-	// ErrRevoked means the token was issued before a watermark of its app or user.
+	// ErrRevoked means the token was issued before a watermark of its app, user or session.
 	ErrRevoked = errors.New("client: token revoked")
 	// ErrNotReady means the table has not caught up with the stream yet.
 	ErrNotReady = errors.New("client: revocation table not ready")
@@ -74,12 +74,17 @@ type Table struct {
 
 	users atomic.Pointer[userTable]
 	apps  atomic.Pointer[appTable]
+	// appIndex is apps for the request path: see [appIndex]. setApps publishes both.
+	appIndex atomic.Pointer[appIndex]
+	// sessions is a second table of the users' kind, keyed by events.SessionDigest.
+	sessions atomic.Pointer[userTable]
 	// writeMu serializes writers (the follow loop, pruning); readers never take it.
 	writeMu sync.Mutex
 	// Watermarks that lay further in the future than the clock skew when they arrived,
 	// applied once they come within it. Guarded by writeMu.
-	heldApps  map[string]int64
-	heldUsers map[int64]int64
+	heldApps     map[string]int64
+	heldUsers    map[int64]int64
+	heldSessions map[int64]int64 // by session digest
 	// lastStored is when JetStream stored the event at lastSeq, Unix ns. Guarded by writeMu.
 	lastStored int64
 
@@ -135,18 +140,23 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 
 		appliedKick: make(chan struct{}, 1),
 
-		heldApps:  map[string]int64{},
-		heldUsers: map[int64]int64{},
+		heldApps:     map[string]int64{},
+		heldUsers:    map[int64]int64{},
+		heldSessions: map[int64]int64{},
 	}
 	if cfg.sigCacheSize > 0 {
 		t.sigCache = newSigCache(cfg.sigCacheSize)
+	}
+	if cfg.keyfunc == nil && !cfg.sessionSet {
+		t.cfg.sessionClaim = DefaultSessionClaim
 	}
 	if cfg.keyfunc == nil {
 		t.issuer = newIssuerKeys()
 		t.cfg.keyfunc = t.issuer.keyfunc
 	}
 	t.users.Store(newUserTable(0))
-	t.apps.Store(&appTable{})
+	t.sessions.Store(newUserTable(0))
+	t.setApps(appTable{})
 	return t, nil
 }
 
@@ -186,6 +196,14 @@ func (t *Table) applyLocked(ev events.Event) bool {
 		} else {
 			t.putUser(ev.UserID, nb)
 		}
+	case events.TypeSessionRevoked:
+		d := events.SessionDigest(ev.SessionID)
+		delete(t.heldSessions, d)
+		if held {
+			t.heldSessions[d] = nb
+		} else {
+			t.putSession(d, nb)
+		}
 	}
 	if held {
 		t.held.Add(1)
@@ -218,15 +236,28 @@ func (t *Table) releaseHeld() (n int) {
 			n++
 		}
 	}
+	for d, nb := range t.heldSessions {
+		if nb <= limit {
+			t.putSession(d, nb)
+			delete(t.heldSessions, d)
+			n++
+		}
+	}
 	return n
 }
 
 // putUser needs writeMu.
-func (t *Table) putUser(id, nb int64) {
-	u := t.users.Load()
+func (t *Table) putUser(id, nb int64) { putKeyed(&t.users, id, nb) }
+
+// putSession needs writeMu; digest is the session's events.SessionDigest.
+func (t *Table) putSession(digest, nb int64) { putKeyed(&t.sessions, digest, nb) }
+
+// putKeyed raises a watermark in a user or session table. The caller holds writeMu.
+func putKeyed(p *atomic.Pointer[userTable], id, nb int64) {
+	u := p.Load()
 	if g := u.grown(); g != u {
 		// Readers keep using the old table until the new one is published.
-		t.users.Store(g)
+		p.Store(g)
 		u = g
 	}
 	u.put(id, nb)
@@ -248,7 +279,13 @@ func (t *Table) putApp(id string, nb int64) {
 	v := new(atomic.Int64)
 	v.Store(nb)
 	next[id] = v
-	t.apps.Store(&next)
+	t.setApps(next)
+}
+
+// setApps publishes a new app map and its index. The caller holds writeMu (or is New).
+func (t *Table) setApps(a appTable) {
+	t.appIndex.Store(newAppIndex(a))
+	t.apps.Store(&a)
 }
 
 // reserve grows the user table ahead of a bootstrap of n events, so it does not regrow.
@@ -267,11 +304,13 @@ func (t *Table) prune(cutoff time.Time) (dropped int) {
 	c := cutoff.UnixNano()
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
-	u := t.users.Load()
-	n := u.rebuilt(u.count, c)
-	dropped = u.count - n.count
-	if dropped > 0 {
-		t.users.Store(n)
+	for _, p := range []*atomic.Pointer[userTable]{&t.users, &t.sessions} {
+		u := p.Load()
+		n := u.rebuilt(u.count, c)
+		if d := u.count - n.count; d > 0 {
+			dropped += d
+			p.Store(n)
+		}
 	}
 	apps := *t.apps.Load()
 	next := make(appTable, len(apps))
@@ -282,7 +321,7 @@ func (t *Table) prune(cutoff time.Time) (dropped int) {
 	}
 	if len(next) < len(apps) {
 		dropped += len(apps) - len(next)
-		t.apps.Store(&next)
+		t.setApps(next)
 	}
 	t.pruned.Add(uint64(dropped))
 	return dropped
@@ -293,9 +332,62 @@ func (t *Table) prune(cutoff time.Time) (dropped int) {
 func (t *Table) notBefore(appID string, userID int64) int64 {
 	nb := t.users.Load().get(userID)
 	if appID != "" {
-		nb = max(nb, (*t.apps.Load()).get(appID))
+		nb = max(nb, t.appIndex.Load().get(appID))
 	}
 	return nb
+}
+
+// lookup is the watermark that applies to a token of a user of an app in a session (by
+// digest, 0 for none), in Unix nanoseconds, 0 if none. This is the lookup on the request
+// path. The first slot of the user and of the session is read before either is compared,
+// so that the two cache misses of a large table overlap instead of adding up.
+func (t *Table) lookup(appID string, userID, session int64) int64 {
+	if session == 0 {
+		return t.notBefore(appID, userID)
+	}
+	u, s := t.users.Load(), t.sessions.Load()
+	us, ss := &u.slots[u.home(userID)], &s.slots[s.home(session)]
+	uk, sk := us.key.Load(), ss.key.Load()
+	// The app's watermark is looked up while the two slots are on their way.
+	var nb int64
+	if appID != "" {
+		nb = t.appIndex.Load().get(appID)
+	}
+	switch uk {
+	case userID:
+		nb = max(nb, us.nb.Load())
+	case 0:
+	default:
+		nb = max(nb, u.get(userID))
+	}
+	switch sk {
+	case session:
+		nb = max(nb, ss.nb.Load())
+	case 0:
+	default:
+		nb = max(nb, s.get(session))
+	}
+	return nb
+}
+
+// sessionNotBefore is the watermark of a session by its digest, 0 if none or digest is 0
+// (a token without a session).
+func (t *Table) sessionNotBefore(digest int64) int64 {
+	if digest == 0 {
+		return 0
+	}
+	return t.sessions.Load().get(digest)
+}
+
+// SessionNotBefore returns the watermark of login session sid: its tokens issued before it
+// are revoked. It is the zero time when none applies. It takes no lock and allocates
+// nothing.
+func (t *Table) SessionNotBefore(sid string) time.Time {
+	nb := t.sessionNotBefore(events.SessionDigest(sid))
+	if nb == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, nb)
 }
 
 // NotBefore returns the watermark that applies to a user of an app: tokens issued before it
@@ -361,6 +453,7 @@ type Stats struct {
 	Following        bool          // a consumer is delivering the stream to the table
 	Apps             int           // apps with a watermark
 	Users            int           // users with a watermark
+	Sessions         int           // sessions with a watermark
 	EventsApplied    uint64        // events applied since New (duplicates included)
 	EventsInvalid    uint64        // undecodable or invalid events, skipped
 	EventsHeld       uint64        // events (and snapshot entries) with a watermark further ahead than the clock skew
@@ -378,14 +471,15 @@ type Stats struct {
 // Stats returns a snapshot of the table's counters.
 func (t *Table) Stats() Stats {
 	t.writeMu.Lock()
-	users := t.users.Load().count
-	held := len(t.heldApps) + len(t.heldUsers)
+	users, sessions := t.users.Load().count, t.sessions.Load().count
+	held := len(t.heldApps) + len(t.heldUsers) + len(t.heldSessions)
 	t.writeMu.Unlock()
 	s := Stats{
 		Ready:            t.Ready(),
 		Following:        t.following.Load(),
 		Apps:             len(*t.apps.Load()),
 		Users:            users,
+		Sessions:         sessions,
 		EventsApplied:    t.applied.Load(),
 		EventsInvalid:    t.invalid.Load(),
 		EventsHeld:       t.held.Load(),

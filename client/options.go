@@ -48,6 +48,8 @@ type config struct {
 	leeway        time.Duration
 	appClaim      string
 	userClaim     string
+	sessionClaim  string
+	sessionSet    bool // WithSessionClaim was given
 	maxTokenSize  int
 	maxLifetime   time.Duration
 	clockSkew     time.Duration
@@ -169,6 +171,23 @@ func WithLeeway(d time.Duration) Option {
 func WithAppClaim(name string) Option {
 	return func(c *config) error {
 		c.appClaim = name
+		return nil
+	}
+}
+
+// DefaultSessionClaim names the claim that holds the login session in revocast's own
+// tokens ("sid", as in OpenID Connect).
+const DefaultSessionClaim = "sid"
+
+// WithSessionClaim names the claim that holds the login session id, so that
+// session.revoked events apply to the token (e.g. "sid"). Without it, tokens verified with
+// revocast's own keys use [DefaultSessionClaim], and tokens of other issuers
+// ([WithKeyfunc]) have no session: session revocation does not apply to them. The empty
+// name turns sessions off. A token without the claim has no session; a token whose claim is
+// not a valid session id ([events.ValidateSessionID]) is refused.
+func WithSessionClaim(name string) Option {
+	return func(c *config) error {
+		c.sessionClaim, c.sessionSet = name, true
 		return nil
 	}
 }

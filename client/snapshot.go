@@ -56,9 +56,9 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 	h := events.SnapshotHeader{WrittenAt: t.cfg.now(), StreamCreated: time.Unix(0, t.streamCreated.Load())}
 	t.writeMu.Lock()
 	h.Seq, h.SeqStoredAt = t.lastSeq.Load(), time.Unix(0, t.lastStored)
-	users, apps := t.users.Load(), *t.apps.Load()
-	heldApps, heldUsers := maps.Clone(t.heldApps), maps.Clone(t.heldUsers)
-	h.UsersHint = uint64(users.count)
+	users, sessions, apps := t.users.Load(), t.sessions.Load(), *t.apps.Load()
+	heldApps, heldUsers, heldSessions := maps.Clone(t.heldApps), maps.Clone(t.heldUsers), maps.Clone(t.heldSessions)
+	h.UsersHint, h.SessionsHint = uint64(users.count), uint64(sessions.count)
 	t.writeMu.Unlock()
 
 	// An id may appear twice (held and applied); readers keep the higher watermark.
@@ -86,6 +86,19 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 			return h, err
 		}
 	}
+	for i := range sessions.slots {
+		s := &sessions.slots[i]
+		if d := s.key.Load(); d != 0 {
+			if err := sw.Session(d, s.nb.Load()); err != nil {
+				return h, err
+			}
+		}
+	}
+	for d, nb := range heldSessions {
+		if err := sw.Session(d, nb); err != nil {
+			return h, err
+		}
+	}
 	return h, sw.Close()
 }
 
@@ -108,11 +121,13 @@ var (
 
 // loaded is a decoded snapshot, not yet installed.
 type loaded struct {
-	header    events.SnapshotHeader
-	users     *userTable
-	apps      appTable
-	heldApps  map[string]int64
-	heldUsers map[int64]int64
+	header       events.SnapshotHeader
+	users        *userTable
+	sessions     *userTable
+	apps         appTable
+	heldApps     map[string]int64
+	heldUsers    map[int64]int64
+	heldSessions map[int64]int64
 }
 
 // loadSnapshot installs the latest snapshot of stream, if there is one, and reports whether
@@ -141,15 +156,17 @@ func (t *Table) loadSnapshot(ctx context.Context, js jetstream.JetStream, stream
 	h := snap.header
 	t.writeMu.Lock()
 	t.users.Store(snap.users)
-	t.apps.Store(&snap.apps)
-	t.heldApps, t.heldUsers = snap.heldApps, snap.heldUsers
+	t.sessions.Store(snap.sessions)
+	t.setApps(snap.apps)
+	t.heldApps, t.heldUsers, t.heldSessions = snap.heldApps, snap.heldUsers, snap.heldSessions
 	t.lastStored = h.SeqStoredAt.UnixNano()
 	t.lastSeq.Store(h.Seq)
 	t.writeMu.Unlock()
 	t.snapshotSeq.Store(h.Seq)
 	t.log.Info("revocation snapshot loaded", zap.Uint64("seq", h.Seq), zap.Int("users", snap.users.count),
+		zap.Int("sessions", snap.sessions.count),
 		zap.Int("apps", len(snap.apps)), zap.Time("written_at", h.WrittenAt), zap.Duration("took", time.Since(start)))
-	if held := len(snap.heldApps) + len(snap.heldUsers); held > 0 {
+	if held := len(snap.heldApps) + len(snap.heldUsers) + len(snap.heldSessions); held > 0 {
 		t.log.Warn("revocation snapshot holds watermarks too far in the future; holding them back until they are within the clock skew",
 			zap.Int("held", held), zap.Duration("clock_skew", t.cfg.clockSkew))
 	}
@@ -209,8 +226,11 @@ func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream
 		}
 	}
 
-	snap := &loaded{header: h, users: newUserTable(int(info.State.NumSubjects)), apps: appTable{},
-		heldApps: map[string]int64{}, heldUsers: map[int64]int64{}}
+	// Room for every subject of the stream but the snapshot's sessions in the user table
+	// (events after the snapshot may be anything), and for the sessions in the other.
+	users := max(int(info.State.NumSubjects)-int(min(h.SessionsHint, info.State.NumSubjects)), int(min(h.UsersHint, 1<<30)))
+	snap := &loaded{header: h, users: newUserTable(users), sessions: newUserTable(int(min(h.SessionsHint, 1<<30))),
+		apps: appTable{}, heldApps: map[string]int64{}, heldUsers: map[int64]int64{}, heldSessions: map[int64]int64{}}
 	limit := t.heldLimit()
 	err = r.Read(func(id string, nb int64) {
 		if nb > limit {
@@ -232,11 +252,18 @@ func (t *Table) readSnapshot(ctx context.Context, js jetstream.JetStream, stream
 		}
 		snap.users = snap.users.grown()
 		snap.users.put(id, nb)
+	}, func(d, nb int64) {
+		if nb > limit {
+			snap.heldSessions[d] = max(snap.heldSessions[d], nb)
+			return
+		}
+		snap.sessions = snap.sessions.grown()
+		snap.sessions.put(d, nb)
 	})
 	if err != nil {
 		return nil, err
 	}
-	t.held.Add(uint64(len(snap.heldApps) + len(snap.heldUsers)))
+	t.held.Add(uint64(len(snap.heldApps) + len(snap.heldUsers) + len(snap.heldSessions)))
 	return snap, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"sync"
@@ -18,13 +19,14 @@ import (
 
 // contents is every watermark a table holds.
 type contents struct {
-	apps  map[string]int64
-	users map[int64]int64
+	apps     map[string]int64
+	users    map[int64]int64
+	sessions map[int64]int64
 }
 
 func dump(tab *Table) contents {
 	apps, users := tab.watermarks()
-	return contents{apps: apps, users: users}
+	return contents{apps: apps, users: users, sessions: tab.sessionWatermarks()}
 }
 
 func sameContents(tb testing.TB, got, want contents) {
@@ -39,6 +41,9 @@ func sameContents(tb testing.TB, got, want contents) {
 		if got.users[id] != nb {
 			tb.Fatalf("user %d: watermark %d, want %d", id, got.users[id], nb)
 		}
+	}
+	if !maps.Equal(got.sessions, want.sessions) {
+		tb.Fatalf("%d sessions, want %d (or a watermark differs)", len(got.sessions), len(want.sessions))
 	}
 }
 
@@ -120,6 +125,9 @@ func TestSnapshotBootstrapMatchesStream(t *testing.T) {
 	for _, app := range []string{"shop", "blog", "admin"} {
 		eventstest.Publish(t, f.js, mustApp(t, app, base))
 	}
+	for i := range 500 {
+		eventstest.Publish(t, f.js, mustSession(t, fmt.Sprintf("sess-%d", i%300), base.Add(time.Duration(i)*time.Millisecond)))
+	}
 	writer := f.readyTable(t, WithSnapshot(false))
 	f.caughtUp(t, writer)
 
@@ -132,6 +140,9 @@ func TestSnapshotBootstrapMatchesStream(t *testing.T) {
 		}
 		publishRetry(t, f.js, mustApp(t, "shop", base.Add(time.Minute)))
 		publishRetry(t, f.js, mustApp(t, "new-app", base.Add(time.Minute)))
+		for i := 200; i < 400; i++ {
+			publishRetry(t, f.js, mustSession(t, fmt.Sprintf("sess-%d", i), base.Add(time.Minute+time.Duration(i)*time.Millisecond)))
+		}
 	})
 	h := f.writeSnapshot(t, writer)
 	wg.Wait()
@@ -150,8 +161,8 @@ func TestSnapshotBootstrapMatchesStream(t *testing.T) {
 		t.Fatalf("without snapshots: SnapshotSequence = %d, want 0", got)
 	}
 	want := dump(fromStream)
-	if len(want.users) != 2500 || len(want.apps) != 4 {
-		t.Fatalf("stream bootstrap: %d users, %d apps, want 2500, 4", len(want.users), len(want.apps))
+	if len(want.users) != 2500 || len(want.apps) != 4 || len(want.sessions) != 400 {
+		t.Fatalf("stream bootstrap: %d users, %d apps, %d sessions, want 2500, 4, 400", len(want.users), len(want.apps), len(want.sessions))
 	}
 	sameContents(t, dump(fromSnapshot), want)
 	sameContents(t, dump(writer), want)

@@ -20,12 +20,17 @@ type Claims struct {
 	AppID string
 	// UserID is the positive user id from the user claim.
 	UserID int64
+	// SessionID is the login session from the session claim ([WithSessionClaim]), empty
+	// when the token names none: session revocation does not apply to it.
+	SessionID string
 	// IssuedAt is the exact "iat", sub-second digits included.
 	IssuedAt time.Time
 	// ExpiresAt is "exp".
 	ExpiresAt time.Time
 	// All holds every claim; numbers are json.Number.
 	All jwt.MapClaims
+
+	sessionDigest int64 // events.SessionDigest(SessionID), 0 without a session
 }
 
 func newParser(cfg config) *jwt.Parser {
@@ -49,7 +54,7 @@ func newParser(cfg config) *jwt.Parser {
 // Verify checks a raw JWT and returns its claims if it is valid and not revoked. The order
 // is: the size cap, that the table is ready ([ErrNotReady]), the signature with an allowed algorithm, required "exp" and "iat" (not
 // in the future), the optional issuer and audience, that it is an access token
-// ([ErrNotAccessToken], see [AccessTokenType]), the app and user claims, the maximum
+// ([ErrNotAccessToken], see [AccessTokenType]), the app, user and session claims, the maximum
 // lifetime, the table's freshness ([ErrStale] unless fail-open), and then the
 // watermarks ([ErrRevoked]). Every token error wraps [ErrInvalidToken].
 //
@@ -109,7 +114,7 @@ func (t *Table) verify(ctx context.Context, raw string) (c *Claims, failOpen boo
 	if failOpen, err = t.checkState(); err != nil {
 		return nil, false, err
 	}
-	if err := t.checkWatermark(c.AppID, c.UserID, iat); err != nil {
+	if err := t.checkWatermark(c.AppID, c.UserID, c.sessionDigest, iat); err != nil {
 		return nil, false, err
 	}
 	return c, failOpen, nil
@@ -219,6 +224,17 @@ func (t *Table) claims(mc jwt.MapClaims) (*Claims, issuedAt, error) {
 	if c.UserID, err = events.ParseUserID(user); err != nil {
 		return nil, iat, fmt.Errorf("%w: claim %q: %w", ErrInvalidToken, t.cfg.userClaim, err)
 	}
+	if t.cfg.sessionClaim != "" {
+		// A token without the claim has no session to revoke; one that names a session
+		// nobody could revoke (a subject token, a 10 KB string) is refused.
+		if v, ok := mc[t.cfg.sessionClaim]; ok {
+			sid, _ := v.(string)
+			if err := events.ValidateSessionID(sid); err != nil {
+				return nil, iat, fmt.Errorf("%w: claim %q: %w", ErrInvalidToken, t.cfg.sessionClaim, err)
+			}
+			c.SessionID, c.sessionDigest = sid, events.SessionDigest(sid)
+		}
+	}
 	return c, iat, nil
 }
 
@@ -301,6 +317,13 @@ func floorDiv(a, b int64) int64 {
 // [ErrNotReady], [ErrStale] or [ErrInvalidToken] (malformed iat). It is for code that has
 // verified a token by other means; [Table.Verify] does both.
 func (t *Table) CheckIssuedAt(appID string, userID int64, iat json.Number) error {
+	return t.CheckSessionIssuedAt(appID, userID, "", iat)
+}
+
+// CheckSessionIssuedAt is [Table.CheckIssuedAt] for a token of login session sid: the
+// session's watermark applies too. An empty sid is a token without a session; an invalid
+// one is [ErrInvalidToken].
+func (t *Table) CheckSessionIssuedAt(appID string, userID int64, sid string, iat json.Number) error {
 	if _, err := t.checkState(); err != nil {
 		return err
 	}
@@ -308,15 +331,24 @@ func (t *Table) CheckIssuedAt(appID string, userID int64, iat json.Number) error
 	if err != nil {
 		return err
 	}
-	return t.checkWatermark(appID, userID, v)
+	var digest int64
+	if sid != "" {
+		if err := events.ValidateSessionID(sid); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
+		digest = events.SessionDigest(sid)
+	}
+	return t.checkWatermark(appID, userID, digest, v)
 }
 
-func (t *Table) checkWatermark(appID string, userID int64, iat issuedAt) error {
-	nb := t.notBefore(appID, userID)
+// checkWatermark is the revocation lookup of the request path: app, user and session
+// (by digest, 0 for none) in one comparison.
+func (t *Table) checkWatermark(appID string, userID, session int64, iat issuedAt) error {
+	nb := t.lookup(appID, userID, session)
 	if iat.revokedBy(nb) {
-		return fmt.Errorf("%w: issued at %s, not before %s (app %q, user %d)", ErrRevoked,
+		return fmt.Errorf("%w: issued at %s, not before %s (app %q, user %d, session digest %x)", ErrRevoked,
 			time.Unix(iat.sec, iat.nsec).UTC().Format(time.RFC3339Nano),
-			time.Unix(0, nb).UTC().Format(time.RFC3339Nano), appID, userID)
+			time.Unix(0, nb).UTC().Format(time.RFC3339Nano), appID, userID, uint64(session))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,14 +75,18 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 		if i%50 == 0 {
 			evs = append(evs, mustApp(t, "app-"+string(rune('a'+i%7)), base.Add(time.Duration(i)*time.Second)))
 		}
+		if i%3 == 0 {
+			evs = append(evs, mustSession(t, "s-"+strconv.Itoa(i/3%300), base.Add(time.Duration(rand.IntN(1000))*time.Millisecond)))
+		}
 	}
 	want := newTestTable(t)
 	for _, ev := range evs {
 		want.apply(ev)
 	}
 	wantApps, wantUsers := want.watermarks()
-	if len(wantUsers) != 500 {
-		t.Fatalf("users = %d, want 500", len(wantUsers))
+	wantSessions := want.sessionWatermarks()
+	if len(wantUsers) != 500 || len(wantSessions) != 300 {
+		t.Fatalf("users = %d, sessions = %d, want 500, 300", len(wantUsers), len(wantSessions))
 	}
 
 	cases := map[string]func([]events.Event) []events.Event{
@@ -115,7 +120,7 @@ func TestApplyIsOrderIndependent(t *testing.T) {
 				got.apply(ev)
 			}
 			apps, users := got.watermarks()
-			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) {
+			if !maps.Equal(apps, wantApps) || !maps.Equal(users, wantUsers) || !maps.Equal(got.sessionWatermarks(), wantSessions) {
 				t.Fatalf("table differs from in-order application")
 			}
 		})
@@ -351,5 +356,21 @@ func TestPruneKeepsWhatLeewayStillAccepts(t *testing.T) {
 	tab.prune(tab.pruneCutoff())
 	if _, err := tab.Verify(context.Background(), token); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked token after pruning: err = %v, want ErrRevoked", err)
+	}
+}
+
+// TestGrowthDoubles: growing a full table doubles its slots, so a table grown one insert
+// at a time stays at least 3/8 full (at most 43 bytes per entry), as the file comment says.
+func TestGrowthDoubles(t *testing.T) {
+	tab := newTestTable(t)
+	for id := int64(1); id <= 10_000; id++ {
+		before := len(tab.users.Load().slots)
+		tab.apply(mustUserFast(id, time.Now()))
+		if after := len(tab.users.Load().slots); after != before && after != 2*before {
+			t.Fatalf("insert %d: %d slots grew to %d, want %d", id, before, after, 2*before)
+		}
+	}
+	if u := tab.users.Load(); u.count*8 < len(u.slots)*3 {
+		t.Fatalf("%d entries in %d slots: less than 3/8 full", u.count, len(u.slots))
 	}
 }

@@ -34,10 +34,14 @@ const (
 	AppFlushedPrefix = SubjectPrefix + "app.flushed."
 	// UserResetPrefix is followed by the decimal user id.
 	UserResetPrefix = SubjectPrefix + "user.reset."
+	// SessionRevokedPrefix is followed by the session id.
+	SessionRevokedPrefix = SubjectPrefix + "session.revoked."
 	// AppFlushedSubjects matches every app.flushed event.
 	AppFlushedSubjects = AppFlushedPrefix + "*"
 	// UserResetSubjects matches every user.reset event.
 	UserResetSubjects = UserResetPrefix + "*"
+	// SessionRevokedSubjects matches every session.revoked event.
+	SessionRevokedSubjects = SessionRevokedPrefix + "*"
 )
 
 // Type names what an event revokes.
@@ -48,11 +52,16 @@ const (
 	TypeAppFlushed Type = "app.flushed"
 	// TypeUserReset invalidates every token of one user, in every app, issued before NotBefore.
 	TypeUserReset Type = "user.reset"
+	// TypeSessionRevoked invalidates every token of one login session (one device) issued
+	// before NotBefore; the user's other sessions are untouched (OpenID CAEP's
+	// session-revoked).
+	TypeSessionRevoked Type = "session.revoked"
 )
 
 // Limits on the free-text fields, so an event stays small whatever a caller sends.
 const (
 	MaxAppIDLen     = 64
+	MaxSessionIDLen = 128
 	MaxReasonLen    = 512
 	MaxActorLen     = 128
 	MaxSourceLen    = 256
@@ -67,10 +76,11 @@ var (
 
 // Errors returned by validation and decoding; wrapped with detail, test with errors.Is.
 var (
-	ErrInvalidAppID  = errors.New("events: invalid app id")
-	ErrInvalidUserID = errors.New("events: invalid user id")
-	ErrInvalidEvent  = errors.New("events: invalid event")
-	ErrVersion       = errors.New("events: unsupported event version")
+	ErrInvalidAppID     = errors.New("events: invalid app id")
+	ErrInvalidUserID    = errors.New("events: invalid user id")
+	ErrInvalidSessionID = errors.New("events: invalid session id")
+	ErrInvalidEvent     = errors.New("events: invalid event")
+	ErrVersion          = errors.New("events: unsupported event version")
 )
 
 // Event is one revocation. Its JSON form is frozen by testdata/*.golden.json.
@@ -79,13 +89,16 @@ type Event struct {
 	Version int `json:"v"`
 	// ID is unique per event; it is also the Nats-Msg-Id, so a retried publish is stored once.
 	ID string `json:"id"`
-	// Type says which of AppID or UserID is set.
+	// Type says which of AppID, UserID or SessionID is set.
 	Type Type `json:"type"`
 	// AppID is set for [TypeAppFlushed].
 	AppID string `json:"app_id,omitempty"`
 	// UserID is set for [TypeUserReset]; it is a string on the wire so that readers in
 	// languages with 53-bit numbers keep every digit.
 	UserID int64 `json:"user_id,omitempty,string"`
+	// SessionID is set for [TypeSessionRevoked]: the token's "sid" claim, an opaque string
+	// (see [ValidateSessionID]).
+	SessionID string `json:"session_id,omitempty"`
 	// NotBefore is the watermark: tokens issued before it (the same second included, for
 	// whole-second iat) are revoked.
 	NotBefore time.Time `json:"not_before"`
@@ -122,6 +135,15 @@ func NewUserReset(userID int64, notBefore time.Time, actor string) (Event, error
 		NotBefore: notBefore.UTC(), Actor: actor}, nil
 }
 
+// NewSessionRevoked returns a session.revoked event with a fresh id. It validates sid.
+func NewSessionRevoked(sid string, notBefore time.Time, actor string) (Event, error) {
+	if err := ValidateSessionID(sid); err != nil {
+		return Event{}, err
+	}
+	return Event{Version: Version, ID: NewID(), Type: TypeSessionRevoked, SessionID: sid,
+		NotBefore: notBefore.UTC(), Actor: actor}, nil
+}
+
 // NewID returns a random 128-bit event id as 32 hex digits.
 func NewID() string {
 	var b [16]byte
@@ -136,6 +158,8 @@ func (e Event) Subject() string {
 		return AppFlushedPrefix + e.AppID
 	case TypeUserReset:
 		return UserResetPrefix + strconv.FormatInt(e.UserID, 10)
+	case TypeSessionRevoked:
+		return SessionRevokedPrefix + e.SessionID
 	}
 	return ""
 }
@@ -153,15 +177,22 @@ func (e Event) Validate() error {
 		if err := ValidateAppID(e.AppID); err != nil {
 			return err
 		}
-		if e.UserID != 0 {
-			return fmt.Errorf("%w: app.flushed carries a user id", ErrInvalidEvent)
+		if e.UserID != 0 || e.SessionID != "" {
+			return fmt.Errorf("%w: app.flushed carries a user or session id", ErrInvalidEvent)
 		}
 	case TypeUserReset:
 		if e.UserID <= 0 {
 			return fmt.Errorf("%w: %d is not a positive integer", ErrInvalidUserID, e.UserID)
 		}
-		if e.AppID != "" {
-			return fmt.Errorf("%w: user.reset carries an app id", ErrInvalidEvent)
+		if e.AppID != "" || e.SessionID != "" {
+			return fmt.Errorf("%w: user.reset carries an app or session id", ErrInvalidEvent)
+		}
+	case TypeSessionRevoked:
+		if err := ValidateSessionID(e.SessionID); err != nil {
+			return err
+		}
+		if e.AppID != "" || e.UserID != 0 {
+			return fmt.Errorf("%w: session.revoked carries an app or user id", ErrInvalidEvent)
 		}
 	default:
 		return fmt.Errorf("%w: unknown type %q", ErrInvalidEvent, e.Type)
@@ -244,6 +275,46 @@ func ValidateAppID(id string) error {
 	return nil
 }
 
+// ValidateSessionID accepts 1 to [MaxSessionIDLen] ASCII letters, digits, '-' and '_', the
+// alphabet of base64url and of UUIDs. Anything else (dots, wildcards, spaces, non-ASCII)
+// could change the meaning of a subject, and a session id needs none of it.
+func ValidateSessionID(sid string) error {
+	if sid == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidSessionID)
+	}
+	if len(sid) > MaxSessionIDLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidSessionID, len(sid), MaxSessionIDLen)
+	}
+	for i := 0; i < len(sid); i++ {
+		if !isIDChar(sid[i]) {
+			return fmt.Errorf("%w: %q: only letters, digits, '-' and '_' are allowed", ErrInvalidSessionID, truncate(sid, 32))
+		}
+	}
+	return nil
+}
+
+// SessionDigest is the fixed-size key under which tables and snapshots hold the watermark
+// of session sid: 64 bits of FNV-1a, mixed, never 0. It is part of the snapshot contract.
+// Two sessions with one digest share a watermark; that can only refuse a token of the
+// other session (about once in 2^64 per pair), never accept a revoked one.
+func SessionDigest(sid string) int64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(sid); i++ {
+		h ^= uint64(sid[i])
+		h *= 1099511628211
+	}
+	// The murmur3 finalizer: FNV-1a alone leaves the low and high bits poorly mixed.
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	if h == 0 {
+		h = 1
+	}
+	return int64(h)
+}
+
 // ParseUserID parses a user id as written in a URL or a JWT sub claim: decimal digits only,
 // no sign, no leading zero, in 1..2^63-1. "+1", "007", "1.5" and "1e3" are all refused, so
 // every user has exactly one spelling.
@@ -280,6 +351,9 @@ func ParseSubject(subject string) (Type, string, error) {
 		id := subject[len(UserResetPrefix):]
 		_, err := ParseUserID(id)
 		return TypeUserReset, id, err
+	case strings.HasPrefix(subject, SessionRevokedPrefix):
+		id := subject[len(SessionRevokedPrefix):]
+		return TypeSessionRevoked, id, ValidateSessionID(id)
 	}
 	return "", "", fmt.Errorf("%w: subject %q is not a revocation subject", ErrInvalidEvent, subject)
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,12 @@ func goldenEvents() map[string]events.Event {
 			Version: events.Version, ID: "fedcba9876543210fedcba9876543210", Type: events.TypeUserReset,
 			UserID: 9223372036854775807, NotBefore: nb, Actor: "rvca_1a2b3c4d5e6f",
 			Source: events.Source{RemoteAddr: "198.51.100.2", RequestID: "req-2", UserAgent: "python-requests/2.32"},
+		},
+		"session_revoked": {
+			Version: events.Version, ID: "00112233445566778899aabbccddeeff", Type: events.TypeSessionRevoked,
+			SessionID: "s_Zm9vYmFyLWRldmljZS0x", NotBefore: nb, Actor: "app:shop-prod",
+			Source: events.Source{RemoteAddr: "192.0.2.10", RequestID: "req-3", UserAgent: "node-fetch/3.3"},
+			Reason: "logout",
 		},
 	}
 }
@@ -173,4 +180,57 @@ func TestNotBeforeOutOfRange(t *testing.T) {
 			t.Errorf("not_before %s: Decode = %v, want ErrInvalidEvent", nb, err)
 		}
 	}
+}
+
+func TestValidateSessionID(t *testing.T) {
+	for _, sid := range []string{"a", "s_Zm9vYmFy", "0b6e6c2e-5f0d-4f3e-9d2a-1c2b3d4e5f60", strings.Repeat("x", events.MaxSessionIDLen)} {
+		if err := events.ValidateSessionID(sid); err != nil {
+			t.Errorf("ValidateSessionID(%q) = %v, want nil", sid, err)
+		}
+	}
+	bad := []string{"", ".", "a.b", "*", "a*", ">", "a>", "a b", " ", "é", "セッション", "a\x00", "a\n",
+		strings.Repeat("x", events.MaxSessionIDLen+1), strings.Repeat("y", 10<<10)}
+	for _, sid := range bad {
+		if err := events.ValidateSessionID(sid); !errors.Is(err, events.ErrInvalidSessionID) {
+			t.Errorf("ValidateSessionID(%q) = %v, want ErrInvalidSessionID", truncateForTest(sid), err)
+		}
+		if _, err := events.NewSessionRevoked(sid, time.Now(), "x"); !errors.Is(err, events.ErrInvalidSessionID) {
+			t.Errorf("NewSessionRevoked(%q) = %v, want ErrInvalidSessionID", truncateForTest(sid), err)
+		}
+	}
+	if _, err := events.Decode([]byte(`{"v":1,"id":"0123456789abcdef0123456789abcdef","type":"session.revoked","session_id":"a.>","not_before":"2026-01-01T00:00:00Z","actor":"x"}`)); !errors.Is(err, events.ErrInvalidSessionID) {
+		t.Fatalf("Decode(session a.>) = %v, want ErrInvalidSessionID", err)
+	}
+	if _, err := events.Decode([]byte(`{"v":1,"id":"0123456789abcdef0123456789abcdef","type":"session.revoked","session_id":"s1","user_id":"4","not_before":"2026-01-01T00:00:00Z","actor":"x"}`)); !errors.Is(err, events.ErrInvalidEvent) {
+		t.Fatalf("Decode(session with user id) = %v, want ErrInvalidEvent", err)
+	}
+	if _, _, err := events.ParseSubject("revocation.session.revoked.a.b"); err == nil {
+		t.Fatal("ParseSubject accepted a session subject with an extra token")
+	}
+}
+
+func TestSessionDigest(t *testing.T) {
+	seen := map[int64]string{}
+	for i := range 100_000 {
+		sid := "s" + strconv.Itoa(i)
+		d := events.SessionDigest(sid)
+		if d == 0 {
+			t.Fatalf("SessionDigest(%q) = 0", sid)
+		}
+		if prev, ok := seen[d]; ok {
+			t.Fatalf("SessionDigest(%q) = SessionDigest(%q)", sid, prev)
+		}
+		seen[d] = sid
+	}
+	// Frozen: snapshots hold digests, so every reader must compute the same one.
+	if got, want := events.SessionDigest("s_Zm9vYmFyLWRldmljZS0x"), int64(4336772985370939273); got != want {
+		t.Fatalf("SessionDigest = %d, want %d", got, want)
+	}
+}
+
+func truncateForTest(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // A snapshot is the compacted revocation table at one stream sequence: the highest
-// watermark of every app and every user. The broadcaster writes one to a JetStream object
+// watermark of every app, every user and every session. The broadcaster writes one to a JetStream object
 // store now and then, so that a new client reads a single object and then only the events
 // after its sequence, instead of the latest event of each of a million subjects.
 //
@@ -22,25 +22,29 @@ const (
 	SnapshotBucket = "revocast_snapshots"
 	// SnapshotObject is the name of the latest snapshot in [SnapshotBucket].
 	SnapshotObject = "table"
-	// SnapshotVersion is the layout version in every snapshot's header. Readers refuse any
-	// other, and their client falls back to the stream.
-	SnapshotVersion = 1
+	// SnapshotVersion is the layout version that [SnapshotWriter] writes. Readers also read
+	// every older version (version 1 has no sessions section) and refuse newer ones, and
+	// their client falls back to the stream.
+	SnapshotVersion = 2
 )
 
 // Binary layout, every integer little-endian:
 //
 //	header  magic "rvcsnap\x00" | u32 version | u64 seq | i64 stream created (Unix ns)
 //	        | i64 seq stored at (Unix ns) | i64 written at (Unix ns) | u64 users hint
+//	        | u64 sessions hint (version 2 and later)
 //	apps    repeated: u16 id length (1..MaxAppIDLen) | id | i64 watermark; then u16 0
 //	users   blocks: u32 n (1..snapshotBlock) | n * (i64 user id | i64 watermark); then u32 0
+//	sessions (version 2 and later) blocks: u32 n (1..snapshotBlock)
+//	        | n * (i64 session digest | i64 watermark); then u32 0
 //	end     nothing after the last block
 //
-// Watermarks are Unix nanoseconds. An id may appear more than once; readers keep its highest
-// watermark. Users come in blocks so that a writer need not know
+// Watermarks are Unix nanoseconds; a session is held by its [SessionDigest], never 0. An id
+// may appear more than once; readers keep its highest watermark. Users come in blocks so that a writer need not know
 // their number in advance: it reads the table while the table keeps changing.
 const (
 	snapshotMagic  = "rvcsnap\x00"
-	snapshotHeader = 8 + 4 + 8 + 8 + 8 + 8 + 8
+	snapshotHeader = 8 + 4 + 8 + 8 + 8 + 8 + 8 // version 1; version 2 adds 8
 	snapshotBlock  = 4096
 	userEntry      = 16
 )
@@ -66,22 +70,26 @@ type SnapshotHeader struct {
 	WrittenAt time.Time
 	// UsersHint is about how many users the snapshot holds, to size a table ahead.
 	UsersHint uint64
+	// SessionsHint is about how many sessions the snapshot holds; 0 in version 1.
+	SessionsHint uint64
 }
 
-// SnapshotWriter encodes a snapshot: the header, then every app, then every user. The
-// first error, including a refused entry, is returned by every later call and by Close.
+// SnapshotWriter encodes a snapshot: the header, then every app, then every user, then
+// every session. The first error, including a refused entry, is returned by every later
+// call and by Close.
 type SnapshotWriter struct {
-	w     *bufio.Writer
-	err   error
-	users bool   // the apps section is closed
-	block []byte // users waiting to be written as one block
-	n     uint32 // users in block
+	w        *bufio.Writer
+	err      error
+	users    bool   // the apps section is closed
+	sessions bool   // the users section is closed
+	block    []byte // users or sessions waiting to be written as one block
+	n        uint32 // entries in block
 }
 
 // NewSnapshotWriter writes the header to w and returns the writer for the entries.
 func NewSnapshotWriter(w io.Writer, h SnapshotHeader) *SnapshotWriter {
 	s := &SnapshotWriter{w: bufio.NewWriterSize(w, 64<<10), block: make([]byte, 4, 4+snapshotBlock*userEntry)}
-	b := make([]byte, 0, snapshotHeader)
+	b := make([]byte, 0, snapshotHeader+8)
 	b = append(b, snapshotMagic...)
 	b = binary.LittleEndian.AppendUint32(b, SnapshotVersion)
 	b = binary.LittleEndian.AppendUint64(b, h.Seq)
@@ -89,6 +97,7 @@ func NewSnapshotWriter(w io.Writer, h SnapshotHeader) *SnapshotWriter {
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.SeqStoredAt.UnixNano()))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.WrittenAt.UnixNano()))
 	b = binary.LittleEndian.AppendUint64(b, h.UsersHint)
+	b = binary.LittleEndian.AppendUint64(b, h.SessionsHint)
 	_, s.err = s.w.Write(b)
 	return s
 }
@@ -122,6 +131,9 @@ func (s *SnapshotWriter) User(id, notBefore int64) error {
 	if id <= 0 {
 		return s.fail(fmt.Errorf("%w: %d is not a positive integer", ErrInvalidUserID, id))
 	}
+	if s.sessions {
+		return s.fail(fmt.Errorf("%w: user %d after the first session", ErrSnapshot, id))
+	}
 	if err := checkWatermark(notBefore); err != nil {
 		return s.fail(err)
 	}
@@ -134,10 +146,31 @@ func (s *SnapshotWriter) User(id, notBefore int64) error {
 	return s.err
 }
 
+// Session adds the watermark of a session, by its [SessionDigest]. Every user comes before
+// the first session.
+func (s *SnapshotWriter) Session(digest, notBefore int64) error {
+	if s.err != nil {
+		return s.err
+	}
+	if digest == 0 {
+		return s.fail(fmt.Errorf("%w: session digest 0", ErrSnapshot))
+	}
+	if err := checkWatermark(notBefore); err != nil {
+		return s.fail(err)
+	}
+	s.endUsers()
+	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(digest))
+	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(notBefore))
+	if s.n++; s.n == snapshotBlock {
+		s.flushBlock()
+	}
+	return s.err
+}
+
 // Close writes what is buffered and the end markers. It does not close the underlying
 // writer.
 func (s *SnapshotWriter) Close() error {
-	s.endApps()
+	s.endUsers()
 	s.flushBlock()
 	if s.err == nil {
 		_, s.err = s.w.Write([]byte{0, 0, 0, 0})
@@ -162,6 +195,17 @@ func (s *SnapshotWriter) endApps() {
 	}
 }
 
+func (s *SnapshotWriter) endUsers() {
+	s.endApps()
+	if !s.sessions && s.err == nil {
+		s.flushBlock()
+		s.sessions = true
+		if s.err == nil {
+			_, s.err = s.w.Write([]byte{0, 0, 0, 0})
+		}
+	}
+}
+
 func (s *SnapshotWriter) flushBlock() {
 	if s.n == 0 || s.err != nil {
 		return
@@ -173,8 +217,9 @@ func (s *SnapshotWriter) flushBlock() {
 
 // SnapshotReader decodes a snapshot written by [SnapshotWriter].
 type SnapshotReader struct {
-	r      *bufio.Reader
-	header SnapshotHeader
+	r       *bufio.Reader
+	header  SnapshotHeader
+	version uint32
 }
 
 // NewSnapshotReader reads and checks the header.
@@ -187,8 +232,9 @@ func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
 	if string(b[:8]) != snapshotMagic {
 		return nil, fmt.Errorf("%w: not a revocast snapshot", ErrSnapshot)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != SnapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrSnapshot, v, SnapshotVersion)
+	s.version = binary.LittleEndian.Uint32(b[8:])
+	if s.version < 1 || s.version > SnapshotVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrSnapshot, s.version, SnapshotVersion)
 	}
 	s.header = SnapshotHeader{
 		Seq:           binary.LittleEndian.Uint64(b[12:]),
@@ -197,18 +243,25 @@ func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
 		WrittenAt:     time.Unix(0, int64(binary.LittleEndian.Uint64(b[36:]))),
 		UsersHint:     binary.LittleEndian.Uint64(b[44:]),
 	}
+	if s.version >= 2 {
+		if _, err := io.ReadFull(s.r, b[:8]); err != nil {
+			return nil, truncated("header", err)
+		}
+		s.header.SessionsHint = binary.LittleEndian.Uint64(b)
+	}
 	return s, nil
 }
 
 // Header returns the header read by [NewSnapshotReader].
 func (s *SnapshotReader) Header() SnapshotHeader { return s.header }
 
-// Read calls app for every app and then user for every user, with watermarks in Unix
+// Read calls app for every app, user for every user and then session for every session
+// (by its [SessionDigest]; a version 1 snapshot has none), with watermarks in Unix
 // nanoseconds, and checks that nothing follows the last block. It stops at the first
 // malformed entry with an error wrapping [ErrSnapshot] (or a validation error such as
 // [ErrInvalidAppID]); entries already passed to the callbacks are valid, but the caller
 // should drop the whole snapshot, since it is not known to be complete.
-func (s *SnapshotReader) Read(app func(id string, notBefore int64), user func(id, notBefore int64)) error {
+func (s *SnapshotReader) Read(app func(id string, notBefore int64), user, session func(id, notBefore int64)) error {
 	var buf [2 + MaxAppIDLen + 8]byte
 	for {
 		if _, err := io.ReadFull(s.r, buf[:2]); err != nil {
@@ -235,30 +288,12 @@ func (s *SnapshotReader) Read(app func(id string, notBefore int64), user func(id
 		app(id, nb)
 	}
 	block := make([]byte, snapshotBlock*userEntry)
-	for {
-		if _, err := io.ReadFull(s.r, buf[:4]); err != nil {
-			return truncated("users", err)
-		}
-		n := binary.LittleEndian.Uint32(buf[:])
-		if n == 0 {
-			break
-		}
-		if n > snapshotBlock {
-			return fmt.Errorf("%w: block of %d users, at most %d", ErrSnapshot, n, snapshotBlock)
-		}
-		b := block[:n*userEntry]
-		if _, err := io.ReadFull(s.r, b); err != nil {
-			return truncated("users", err)
-		}
-		for ; len(b) > 0; b = b[userEntry:] {
-			id, nb := int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8:]))
-			if id <= 0 {
-				return fmt.Errorf("%w: user id %d", ErrSnapshot, id)
-			}
-			if err := checkWatermark(nb); err != nil {
-				return fmt.Errorf("%w: user %d: %w", ErrSnapshot, id, err)
-			}
-			user(id, nb)
+	if err := s.readBlocks(block, "users", user); err != nil {
+		return err
+	}
+	if s.version >= 2 {
+		if err := s.readBlocks(block, "sessions", session); err != nil {
+			return err
 		}
 	}
 	// Reading to the end also lets a reader that checks a digest at EOF (the object
@@ -270,6 +305,40 @@ func (s *SnapshotReader) Read(app func(id string, notBefore int64), user func(id
 		return fmt.Errorf("%w: after the last block: %w", ErrSnapshot, err)
 	}
 	return nil
+}
+
+// readBlocks reads one section of 16-byte entries: users, or sessions by digest.
+func (s *SnapshotReader) readBlocks(block []byte, section string, f func(id, notBefore int64)) error {
+	var buf [4]byte
+	for {
+		if _, err := io.ReadFull(s.r, buf[:]); err != nil {
+			return truncated(section, err)
+		}
+		n := binary.LittleEndian.Uint32(buf[:])
+		if n == 0 {
+			return nil
+		}
+		if n > snapshotBlock {
+			return fmt.Errorf("%w: block of %d %s, at most %d", ErrSnapshot, n, section, snapshotBlock)
+		}
+		b := block[:n*userEntry]
+		if _, err := io.ReadFull(s.r, b); err != nil {
+			return truncated(section, err)
+		}
+		for ; len(b) > 0; b = b[userEntry:] {
+			id, nb := int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8:]))
+			switch {
+			case section == "users" && id <= 0:
+				return fmt.Errorf("%w: user id %d", ErrSnapshot, id)
+			case id == 0:
+				return fmt.Errorf("%w: session digest 0", ErrSnapshot)
+			}
+			if err := checkWatermark(nb); err != nil {
+				return fmt.Errorf("%w: %s entry %d: %w", ErrSnapshot, section, id, err)
+			}
+			f(id, nb)
+		}
+	}
 }
 
 func truncated(section string, err error) error {

@@ -14,22 +14,27 @@ import (
 )
 
 type snapshotEntries struct {
-	apps  map[string]int64
-	users map[int64]int64
+	apps     map[string]int64
+	users    map[int64]int64
+	sessions map[int64]int64
 }
 
 func readSnapshot(t *testing.T, data []byte) (events.SnapshotHeader, snapshotEntries, error) {
 	t.Helper()
-	got := snapshotEntries{apps: map[string]int64{}, users: map[int64]int64{}}
+	got := snapshotEntries{apps: map[string]int64{}, users: map[int64]int64{}, sessions: map[int64]int64{}}
 	r, err := events.NewSnapshotReader(bytes.NewReader(data))
 	if err != nil {
 		return events.SnapshotHeader{}, got, err
 	}
-	err = r.Read(func(id string, nb int64) { got.apps[id] = nb }, func(id, nb int64) { got.users[id] = nb })
+	err = r.Read(func(id string, nb int64) { got.apps[id] = nb }, func(id, nb int64) { got.users[id] = nb },
+		func(d, nb int64) { got.sessions[d] = nb })
 	return r.Header(), got, err
 }
 
-// goldenSnapshot is the snapshot frozen in testdata/table.golden.snapshot.
+// goldenSessionID is the session in the version 2 golden snapshot.
+const goldenSessionID = "s_Zm9vYmFyLWRldmljZS0x"
+
+// goldenSnapshot is the snapshot frozen in testdata/table_v2.golden.snapshot.
 func goldenSnapshot(t testing.TB) (events.SnapshotHeader, []byte) {
 	t.Helper()
 	h := events.SnapshotHeader{
@@ -38,6 +43,7 @@ func goldenSnapshot(t testing.TB) (events.SnapshotHeader, []byte) {
 		SeqStoredAt:   time.Date(2026, 11, 23, 9, 30, 14, 987654321, time.UTC),
 		WrittenAt:     time.Date(2026, 11, 23, 9, 30, 15, 123456789, time.UTC),
 		UsersHint:     2,
+		SessionsHint:  1,
 	}
 	nb := time.Date(2026, 11, 23, 9, 30, 15, 123456789, time.UTC).UnixNano()
 	var buf bytes.Buffer
@@ -51,16 +57,48 @@ func goldenSnapshot(t testing.TB) (events.SnapshotHeader, []byte) {
 	if err := w.User(9223372036854775807, nb+1); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Session(events.SessionDigest(goldenSessionID), nb+2); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return h, buf.Bytes()
 }
 
+// TestSnapshotGoldenV1: a snapshot of version 1 (written before sessions, frozen in
+// testdata/table.golden.snapshot) is still read, with no sessions.
+func TestSnapshotGoldenV1(t *testing.T) {
+	h, _ := goldenSnapshot(t)
+	old, err := os.ReadFile(filepath.Join("testdata", "table.golden.snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := binary.LittleEndian.Uint32(old[8:]); v != 1 {
+		t.Fatalf("golden v1 snapshot says version %d", v)
+	}
+	back, entries, err := readSnapshot(t, old)
+	if err != nil {
+		t.Fatalf("Read(golden v1): %v", err)
+	}
+	if back.Seq != h.Seq || !back.WrittenAt.Equal(h.WrittenAt) || back.UsersHint != h.UsersHint || back.SessionsHint != 0 {
+		t.Fatalf("header = %+v, want %+v", back, h)
+	}
+	nb := h.WrittenAt.UnixNano()
+	if len(entries.apps) != 1 || entries.apps["shop-prod"] != nb || len(entries.users) != 2 ||
+		entries.users[9223372036854775807] != nb+1 || len(entries.sessions) != 0 {
+		t.Fatalf("entries = %+v", entries)
+	}
+	// A version 1 snapshot ends after its users: a sessions section there is data too many.
+	if _, _, err := readSnapshot(t, append(bytes.Clone(old), 0, 0, 0, 0)); !errors.Is(err, events.ErrSnapshot) {
+		t.Fatalf("v1 with a sessions section: err = %v, want ErrSnapshot", err)
+	}
+}
+
 // TestSnapshotGolden freezes the snapshot layout: clients in the field read it.
 func TestSnapshotGolden(t *testing.T) {
 	h, got := goldenSnapshot(t)
-	path := filepath.Join("testdata", "table.golden.snapshot")
+	path := filepath.Join("testdata", "table_v2.golden.snapshot")
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -78,7 +116,7 @@ func TestSnapshotGolden(t *testing.T) {
 		t.Fatalf("Read(golden): %v", err)
 	}
 	if back.Seq != h.Seq || !back.StreamCreated.Equal(h.StreamCreated) || !back.SeqStoredAt.Equal(h.SeqStoredAt) ||
-		!back.WrittenAt.Equal(h.WrittenAt) || back.UsersHint != h.UsersHint {
+		!back.WrittenAt.Equal(h.WrittenAt) || back.UsersHint != h.UsersHint || back.SessionsHint != h.SessionsHint {
 		t.Fatalf("header = %+v, want %+v", back, h)
 	}
 	nb := h.WrittenAt.UnixNano()
@@ -87,6 +125,9 @@ func TestSnapshotGolden(t *testing.T) {
 	}
 	if len(entries.users) != 2 || entries.users[7] != nb || entries.users[9223372036854775807] != nb+1 {
 		t.Fatalf("users = %v", entries.users)
+	}
+	if len(entries.sessions) != 1 || entries.sessions[events.SessionDigest(goldenSessionID)] != nb+2 {
+		t.Fatalf("sessions = %v", entries.sessions)
 	}
 }
 
@@ -104,7 +145,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if max := 52 + 2 + n*16 + (n/4096+1)*4 + 4; buf.Len() > max {
+	if max := 60 + 2 + n*16 + (n/4096+1)*4 + 4 + 4; buf.Len() > max {
 		t.Fatalf("snapshot of %d users is %d bytes, want at most %d", n, buf.Len(), max)
 	}
 	_, got, err := readSnapshot(t, buf.Bytes())
@@ -136,6 +177,8 @@ func TestSnapshotWriterRefusesBadEntries(t *testing.T) {
 		"AppAfterFirstUser":  {func(w *events.SnapshotWriter) error { _ = w.User(1, nb); return w.App("a", nb) }, events.ErrSnapshot},
 		"ErrorsAreSticky":    {func(w *events.SnapshotWriter) error { _ = w.User(1, nb); _ = w.App("a", nb); return w.Close() }, events.ErrSnapshot},
 		"NegativeUserIDSent": {func(w *events.SnapshotWriter) error { return w.User(-5, nb) }, events.ErrInvalidUserID},
+		"SessionDigestZero":  {func(w *events.SnapshotWriter) error { return w.Session(0, nb) }, events.ErrSnapshot},
+		"UserAfterSession":   {func(w *events.SnapshotWriter) error { _ = w.Session(9, nb); return w.User(1, nb) }, events.ErrSnapshot},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := events.NewSnapshotWriter(&bytes.Buffer{}, events.SnapshotHeader{})
@@ -155,11 +198,13 @@ func TestSnapshotReaderRefusesDamage(t *testing.T) {
 			t.Fatalf("truncated to %d of %d bytes: err = %v, want ErrSnapshot", i, len(good), err)
 		}
 	}
-	const apps = 52 // offset of the apps section
+	const apps = 60 // offset of the apps section
 	users := apps + 2 + len("shop-prod") + 8 + 2
+	sessions := users + 4 + 2*16 + 4
 	corrupt := map[string]func(b []byte) []byte{
 		"BadMagic":       func(b []byte) []byte { b[0] = 'x'; return b },
-		"OtherVersion":   func(b []byte) []byte { b[8] = 2; return b },
+		"OtherVersion":   func(b []byte) []byte { b[8] = 3; return b },
+		"VersionZero":    func(b []byte) []byte { b[8] = 0; return b },
 		"TrailingData":   func(b []byte) []byte { return append(b, 0) },
 		"AppIDTooLong":   func(b []byte) []byte { b[apps] = 200; return b },
 		"AppIDWithDot":   func(b []byte) []byte { b[apps+2+4] = '.'; return b },
@@ -167,6 +212,11 @@ func TestSnapshotReaderRefusesDamage(t *testing.T) {
 		"BlockTooLarge":  func(b []byte) []byte { binary.LittleEndian.PutUint32(b[users:], 1<<20); return b },
 		"UserIDZero":     func(b []byte) []byte { clear(b[users+4 : users+12]); return b },
 		"UserIDNegative": func(b []byte) []byte { b[users+4+7] = 0x80; return b },
+		"SessionDigest0": func(b []byte) []byte { clear(b[sessions+4 : sessions+12]); return b },
+		"SessionBlockTooLarge": func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[sessions:], 1<<20)
+			return b
+		},
 		"UserWatermarkInYear2300": func(b []byte) []byte {
 			binary.LittleEndian.PutUint64(b[users+12:], uint64(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()))
 			return b
@@ -199,6 +249,10 @@ func FuzzSnapshotReader(f *testing.F) {
 			if id <= 0 {
 				t.Fatalf("invalid user id %d handed out", id)
 			}
+		}, func(d, nb int64) {
+			if d == 0 {
+				t.Fatal("session digest 0 handed out")
+			}
 		})
 	})
 }
@@ -215,11 +269,11 @@ func TestSnapshotReaderKeepsTheCause(t *testing.T) {
 		t.Fatalf("header: err = %v, want both ErrSnapshot and the cause", err)
 	}
 	_, good := goldenSnapshot(t)
-	r, err := events.NewSnapshotReader(io.MultiReader(bytes.NewReader(good[:58]), failingReader{cause}))
+	r, err := events.NewSnapshotReader(io.MultiReader(bytes.NewReader(good[:66]), failingReader{cause}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Read(func(string, int64) {}, func(int64, int64) {}); !errors.Is(err, cause) {
+	if err := r.Read(func(string, int64) {}, func(int64, int64) {}, func(int64, int64) {}); !errors.Is(err, cause) {
 		t.Fatalf("entries: err = %v, want the cause", err)
 	}
 }

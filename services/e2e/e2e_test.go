@@ -199,6 +199,7 @@ type pair struct {
 	Data struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
+		SessionID    string `json:"sid"`
 	} `json:"data"`
 	Message string `json:"message"`
 }

@@ -26,10 +26,10 @@ type auditQuery struct {
 // parseAudit checks every audit flag before anything is read.
 func parseAudit(f auditFlags, now time.Time, stdout io.Writer) (auditQuery, error) {
 	q := auditQuery{format: f.format, verify: f.verify}
-	if f.verify && (f.app != "" || f.user != "" || f.typ != "" || f.actor != "" || f.since != "" || f.until != "" || f.follow || f.format != "") {
+	if f.verify && (f.app != "" || f.user != "" || f.session != "" || f.typ != "" || f.actor != "" || f.since != "" || f.until != "" || f.follow || f.format != "") {
 		return q, usagef("--verify checks the whole stream and takes no other audit flag")
 	}
-	q.App, q.Type, q.Actor, q.Follow = f.app, events.Type(f.typ), f.actor, f.follow
+	q.App, q.Session, q.Type, q.Actor, q.Follow = f.app, f.session, events.Type(f.typ), f.actor, f.follow
 	if f.user != "" {
 		id, err := events.ParseUserID(f.user)
 		if err != nil {

@@ -122,7 +122,7 @@ func (c *runner) commands() *cobra.Command {
 	pf.StringVar(&c.natsURL, "nats-url", def, "NATS server (NATS_URL)")
 	pf.StringVar(&c.creds, "nats-creds", "", "NATS credentials file (NATS_CREDS; default the embedded default's\nbroadcaster.creds, auditor.creds for audit, in REVOCAST_DATA_DIR,\ndefault ./revocast-data/credentials/)")
 	pf.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for NATS")
-	root.AddCommand(c.appsCommand(), c.keysCommand(), c.signingCommand(), c.flushCommand(), c.resetCommand(), c.auditCommand(), c.fleetCommand())
+	root.AddCommand(c.appsCommand(), c.keysCommand(), c.signingCommand(), c.flushCommand(), c.resetCommand(), c.sessionsCommand(), c.auditCommand(), c.fleetCommand())
 	return root
 }
 
@@ -394,6 +394,30 @@ JWKS until the tokens it signed have expired (--keep).`,
 		"  revocast signing rotate\n  revocast signing list", rotate, list)
 }
 
+func (c *runner) sessionsCommand() *cobra.Command {
+	var reason string
+	revoke := leaf("revoke SID", "Revoke every token of one login session (one device)",
+		`Publish session.revoked for SID (the sid of a mint or refresh answer): every access and
+refresh token of that login session issued until now is refused by every resource server;
+the user's other sessions keep working.`,
+		`  revocast sessions revoke s_8J1kq3cVZ2fO0Qm2mJ4bkw
+  revocast sessions revoke s_8J1kq3cVZ2fO0Qm2mJ4bkw --reason "stolen laptop"`,
+		exactArgs("SID"), func(cmd *cobra.Command, args []string) error {
+			if err := checkSessionsArgs([]string{"revoke", args[0]}); err != nil {
+				return err
+			}
+			if err := checkReason(reason); err != nil {
+				return err
+			}
+			return c.withStore(cmd.Context(), func(ctx context.Context, st *store.Store, _ jetstream.JetStream) error {
+				return runSessions(ctx, st, []string{"revoke", args[0]}, reason, c.stdout)
+			})
+		})
+	revoke.Flags().StringVar(&reason, "reason", "", "why, recorded in the event (one line of plain text, at most 512 bytes)")
+	return group("sessions", "Revoke login sessions (one device)",
+		"  revocast sessions revoke s_8J1kq3cVZ2fO0Qm2mJ4bkw", revoke)
+}
+
 // checkReason applies the API's rule for reasons.
 func checkReason(reason string) error {
 	if len(reason) > events.MaxReasonLen {
@@ -546,6 +570,7 @@ has no gaps and holds only valid events; exit status 1 if not.`,
 		`  revocast audit
   revocast audit --app shop --since 24h
   revocast audit --user 42 --since 2026-11-01 --until 2026-11-08T12:00:00Z
+  revocast audit --session s_8J1kq3cVZ2fO0Qm2mJ4bkw
   revocast audit --type user.reset --actor rvca_8d36218f069e --format jsonl
   revocast audit --follow
   revocast audit --verify`,
@@ -571,6 +596,7 @@ has no gaps and holds only valid events; exit status 1 if not.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.app, "app", "", "only this app's flushes")
 	fl.StringVar(&f.user, "user", "", "only this user's resets")
+	fl.StringVar(&f.session, "session", "", "only this session's revocations")
 	fl.StringVar(&f.typ, "type", "", "only events of this type (app.flushed, user.reset)")
 	fl.StringVar(&f.actor, "actor", "", "only events of this actor (a key id, or cli:user@host)")
 	fl.StringVar(&f.since, "since", "", "from this time: a duration back from now (24h), an RFC 3339 time or a date")
@@ -583,8 +609,8 @@ has no gaps and holds only valid events; exit status 1 if not.`,
 
 // auditFlags are the flags of 'revocast audit'.
 type auditFlags struct {
-	app, user, typ, actor, since, until, format string
-	follow, verify                              bool
+	app, user, session, typ, actor, since, until, format string
+	follow, verify                                       bool
 }
 
 // connect opens a NATS connection as role. Without --nats-creds or NATS_CREDS, the

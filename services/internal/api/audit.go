@@ -110,6 +110,12 @@ func parseAuditQuery(c *gin.Context) (audit.Query, error) {
 	bad := func(msg string) error { return newError(http.StatusBadRequest, msg) }
 	q := audit.Query{Limit: defaultAuditLimit}
 	q.App, q.Actor, q.Type = c.Query("app"), c.Query("actor"), events.Type(c.Query("type"))
+	if v := c.Query("session"); v != "" {
+		if events.ValidateSessionID(v) != nil {
+			return q, bad("session: 1 to 128 letters, digits, '-' or '_'")
+		}
+		q.Session = v
+	}
 	if v := c.Query("user"); v != "" {
 		id, err := events.ParseUserID(v)
 		if err != nil {

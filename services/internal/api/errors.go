@@ -68,7 +68,7 @@ func (s *server) fail(c *gin.Context, err error) {
 // challenge is the WWW-Authenticate of a 401 on route: the credential the route wants.
 func challenge(route string) string {
 	switch route {
-	case "/v1/apps/:app_id/tokens":
+	case "/v1/apps/:app_id/tokens", "/v1/tokens/revoke":
 		return `Bearer realm="revocast"` // the app credential
 	case "/v1/tokens/refresh":
 		return `Bearer realm="revocast", error="invalid_token"` // the refresh token in the body

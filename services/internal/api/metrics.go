@@ -16,6 +16,8 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	revocations *prometheus.CounterVec
 	authFailed  *prometheus.CounterVec
+	// sessionsRevoked counts stored session revocations by how they were asked for.
+	sessionsRevoked *prometheus.CounterVec
 	// auditWaiting is how many audit reads wait for a slot.
 	auditWaiting prometheus.Gauge
 	// confirmations and confirmDuration are the revocations sent with "Prefer: wait".
@@ -38,12 +40,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		authFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revocast_auth_failures_total", Help: "Refused credentials, by kind (root_key, api_key, app_credential, refresh_reused, rate_limited).",
 		}, []string{"kind"}),
+		sessionsRevoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "revocast_sessions_revoked_total", Help: "Session revocations stored, by how they were asked for (admin, oauth_revoke, refresh_reuse).",
+		}, []string{"via"}),
 		auditWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "revocast_audit_reads_waiting", Help: "GET /v1/audit calls waiting for one of the audit slots (-audit-concurrency).",
 		}),
 	}
 	m.confirmations, m.confirmDuration = confirmMetrics()
-	reg.MustRegister(m.requests, m.duration, m.revocations, m.authFailed, m.auditWaiting, m.confirmations, m.confirmDuration)
+	reg.MustRegister(m.requests, m.duration, m.revocations, m.authFailed, m.sessionsRevoked, m.auditWaiting, m.confirmations, m.confirmDuration)
 	return m
 }
 

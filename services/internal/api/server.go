@@ -29,6 +29,7 @@ type Store interface {
 	AuthenticateApp(ctx context.Context, appID, presented string) (store.App, error)
 	AuthenticateKey(ctx context.Context, presented string) (store.APIKey, error)
 	AuthenticateAppCredential(ctx context.Context, appID, presented string) (store.App, error)
+	AuthenticateAnyAppCredential(ctx context.Context, presented string) (store.App, error)
 	Publish(ctx context.Context, ev events.Event) (store.Stored, error)
 	Ping(ctx context.Context) error
 }

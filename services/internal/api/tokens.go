@@ -22,6 +22,7 @@ type Tokens interface {
 	Ready() bool
 	Mint(appID string, userID int64) (tokens.Pair, error)
 	Refresh(ctx context.Context, raw string) (tokens.Pair, tokens.Claims, error)
+	Revocable(ctx context.Context, raw string) (tokens.Claims, bool, error)
 	JWKS(ctx context.Context) ([]tokens.JWK, error)
 }
 
@@ -32,6 +33,8 @@ type tokenResponse struct {
 	ExpiresIn        int64  `json:"expires_in"`
 	RefreshToken     string `json:"refresh_token"`
 	RefreshExpiresIn int64  `json:"refresh_expires_in"`
+	// SessionID is the login session of both tokens, for the app to list and revoke.
+	SessionID string `json:"sid"`
 }
 
 func (s *server) pairResponse(p tokens.Pair) gin.H {
@@ -39,6 +42,7 @@ func (s *server) pairResponse(p tokens.Pair) gin.H {
 	return gin.H{"success": true, "data": tokenResponse{
 		AccessToken: p.AccessToken, TokenType: "Bearer", ExpiresIn: int64(p.AccessExpiresAt.Sub(now).Seconds()),
 		RefreshToken: p.RefreshToken, RefreshExpiresIn: int64(p.RefreshExpiresAt.Sub(now).Seconds()),
+		SessionID: p.SessionID,
 	}}
 }
 
@@ -128,10 +132,20 @@ func (s *server) handleRefresh() gin.HandlerFunc {
 			writeJSON(c, http.StatusOK, s.pairResponse(pair))
 		case errors.Is(err, tokens.ErrReused):
 			s.metrics.authFailed.WithLabelValues("refresh_reused").Inc()
-			s.log.Warn("refresh token reused: it may have been stolen",
+			s.log.Warn("refresh token reused: it may have been stolen; revoking its session",
 				zap.String("request_id", requestIDOf(c)), zap.String("app_id", claims.App),
-				zap.Int64("user_id", claims.User), zap.String("jti", claims.ID), zap.String("remote", c.ClientIP()))
-			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token already used: log in again"})
+				zap.Int64("user_id", claims.User), zap.String("sid", claims.Session), zap.String("jti", claims.ID), zap.String("remote", c.ClientIP()))
+			if claims.Session != "" {
+				// The thief's and the victim's tokens of the session stop at once.
+				end := s.revocations.Begin()
+				err := s.revokeSession(ctx, c, claims.Session, reuseActor, "refresh token reused", "refresh_reuse")
+				end()
+				if err != nil {
+					s.fail(c, err)
+					return
+				}
+			}
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token already used: the session is revoked, log in again"})
 		case errors.Is(err, tokens.ErrRevoked):
 			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token revoked (the app was flushed or the user reset): log in again"})
 		case errors.Is(err, tokens.ErrInvalidRefresh):
@@ -143,6 +157,9 @@ func (s *server) handleRefresh() gin.HandlerFunc {
 		}
 	}
 }
+
+// reuseActor is the actor of the session revocation that a reused refresh token causes.
+const reuseActor = "revocast:refresh-reuse"
 
 // handleJWKS is GET /.well-known/jwks.json: the public keys revocast tokens are signed with.
 func (s *server) handleJWKS() gin.HandlerFunc {

@@ -17,6 +17,7 @@ type pairBody struct {
 		ExpiresIn        int64  `json:"expires_in"`
 		RefreshToken     string `json:"refresh_token"`
 		RefreshExpiresIn int64  `json:"refresh_expires_in"`
+		SessionID        string `json:"sid"`
 	} `json:"data"`
 	Message string `json:"message"`
 }

@@ -21,16 +21,17 @@ import (
 // ErrQuery is a query that cannot be run (bad time range, unknown type, ...).
 var ErrQuery = errors.New("audit: invalid query")
 
-// Filter selects events. Every set field must match, except App and User, which together
-// select both the app's flushes and the user's resets: the events that revoked that user's
-// tokens in that app.
+// Filter selects events. Every set field must match, except App, User and Session, which
+// together select the app's flushes, the user's resets and the session's revocations: the
+// events that revoked that session's tokens.
 type Filter struct {
-	App   string
-	User  int64
-	Type  events.Type
-	Actor string
-	Since time.Time // stored at or after
-	Until time.Time // stored at or before
+	App     string
+	User    int64
+	Session string
+	Type    events.Type
+	Actor   string
+	Since   time.Time // stored at or after
+	Until   time.Time // stored at or before
 }
 
 // Validate reports a filter that can match nothing by construction.
@@ -43,10 +44,21 @@ func (f Filter) Validate() error {
 	if f.User < 0 {
 		return fmt.Errorf("%w: user id must be positive", ErrQuery)
 	}
+	if f.Session != "" {
+		if err := events.ValidateSessionID(f.Session); err != nil {
+			return fmt.Errorf("%w: %v", ErrQuery, err)
+		}
+	}
 	switch f.Type {
-	case "", events.TypeAppFlushed, events.TypeUserReset:
+	case "", events.TypeAppFlushed, events.TypeUserReset, events.TypeSessionRevoked:
 	default:
-		return fmt.Errorf("%w: unknown type %q (want %s or %s)", ErrQuery, f.Type, events.TypeAppFlushed, events.TypeUserReset)
+		return fmt.Errorf("%w: unknown type %q (want %s, %s or %s)", ErrQuery, f.Type, events.TypeAppFlushed, events.TypeUserReset, events.TypeSessionRevoked)
+	}
+	if f.Type == events.TypeSessionRevoked && f.Session == "" && (f.App != "" || f.User != 0) {
+		return fmt.Errorf("%w: --app and --user select other events, --type %s selects none of them", ErrQuery, f.Type)
+	}
+	if f.Session != "" && f.App == "" && f.User == 0 && f.Type != "" && f.Type != events.TypeSessionRevoked {
+		return fmt.Errorf("%w: --session selects session.revoked events, --type %s selects none of them", ErrQuery, f.Type)
 	}
 	if f.Type == events.TypeAppFlushed && f.App == "" && f.User != 0 {
 		return fmt.Errorf("%w: --user selects user.reset events, --type %s selects none of them", ErrQuery, f.Type)
@@ -64,11 +76,14 @@ func (f Filter) Validate() error {
 // that app's events. An empty result means the whole stream.
 func (f Filter) Subjects() []string {
 	var subs []string
-	if f.App != "" && f.Type != events.TypeUserReset {
+	if f.App != "" && (f.Type == "" || f.Type == events.TypeAppFlushed) {
 		subs = append(subs, events.AppFlushedPrefix+f.App)
 	}
-	if f.User != 0 && f.Type != events.TypeAppFlushed {
+	if f.User != 0 && (f.Type == "" || f.Type == events.TypeUserReset) {
 		subs = append(subs, events.UserResetPrefix+strconv.FormatInt(f.User, 10))
+	}
+	if f.Session != "" && (f.Type == "" || f.Type == events.TypeSessionRevoked) {
+		subs = append(subs, events.SessionRevokedPrefix+f.Session)
 	}
 	if len(subs) > 0 {
 		return subs
@@ -78,6 +93,8 @@ func (f Filter) Subjects() []string {
 		return []string{events.AppFlushedSubjects}
 	case events.TypeUserReset:
 		return []string{events.UserResetSubjects}
+	case events.TypeSessionRevoked:
+		return []string{events.SessionRevokedSubjects}
 	}
 	return nil
 }
@@ -85,7 +102,7 @@ func (f Filter) Subjects() []string {
 // Match applies the parts of f that the server cannot filter on.
 func (f Filter) Match(r Record) bool {
 	if r.Err != nil {
-		return f.App == "" && f.User == 0 && f.Type == "" && f.Actor == ""
+		return f.App == "" && f.User == 0 && f.Session == "" && f.Type == "" && f.Actor == ""
 	}
 	if f.Actor != "" && r.Event.Actor != f.Actor {
 		return false

@@ -49,6 +49,10 @@ func TestFilterSubjects(t *testing.T) {
 		{audit.Filter{App: "shop", User: 42, Type: events.TypeUserReset}, "revocation.user.reset.42"},
 		{audit.Filter{Type: events.TypeAppFlushed}, "revocation.app.flushed.*"},
 		{audit.Filter{Type: events.TypeUserReset, Actor: "x"}, "revocation.user.reset.*"},
+		{audit.Filter{Session: "s_1"}, "revocation.session.revoked.s_1"},
+		{audit.Filter{App: "shop", User: 42, Session: "s_1"}, "revocation.app.flushed.shop,revocation.user.reset.42,revocation.session.revoked.s_1"},
+		{audit.Filter{User: 42, Session: "s_1", Type: events.TypeSessionRevoked}, "revocation.session.revoked.s_1"},
+		{audit.Filter{Type: events.TypeSessionRevoked}, "revocation.session.revoked.*"},
 	}
 	for _, tt := range tests {
 		if got := strings.Join(tt.f.Subjects(), ","); got != tt.want {
@@ -56,11 +60,14 @@ func TestFilterSubjects(t *testing.T) {
 		}
 	}
 	for name, f := range map[string]audit.Filter{
-		"ErrType":      {Type: "app.deleted"},
-		"ErrRange":     {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
-		"ErrAppID":     {App: "a.>"},
-		"ErrUserFlush": {User: 1, Type: events.TypeAppFlushed},
-		"ErrAppReset":  {App: "a", Type: events.TypeUserReset},
+		"ErrType":            {Type: "app.deleted"},
+		"ErrRange":           {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
+		"ErrAppID":           {App: "a.>"},
+		"ErrUserFlush":       {User: 1, Type: events.TypeAppFlushed},
+		"ErrAppReset":        {App: "a", Type: events.TypeUserReset},
+		"ErrSession":         {Session: "a.>"},
+		"ErrSessionFlush":    {Session: "s_1", Type: events.TypeAppFlushed},
+		"ErrUserSessionType": {User: 1, Type: events.TypeSessionRevoked},
 	} {
 		if err := f.Validate(); !errors.Is(err, audit.ErrQuery) {
 			t.Errorf("%s: Validate = %v, want ErrQuery", name, err)

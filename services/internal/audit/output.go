@@ -160,8 +160,11 @@ func (t *TableWriter) Write(r Record) error {
 	}
 	e := r.Event
 	target := "app " + e.AppID
-	if e.Type == events.TypeUserReset {
+	switch e.Type {
+	case events.TypeUserReset:
 		target = "user " + strconv.FormatInt(e.UserID, 10)
+	case events.TypeSessionRevoked:
+		target = "session " + e.SessionID
 	}
 	return t.row(strconv.FormatUint(r.Seq, 10), stored, string(e.Type), target,
 		e.NotBefore.Format(time.RFC3339Nano), e.Actor, dash(e.Source.RemoteAddr), dash(e.Source.RequestID), dash(e.Reason))

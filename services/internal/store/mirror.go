@@ -31,6 +31,22 @@ func (c *mirror[T]) get(key string) (v T, ok bool) {
 	return v, ok
 }
 
+// find returns a mirrored value for which match is true; ok is false when the mirror is
+// not ready or holds none.
+func (c *mirror[T]) find(match func(T) bool) (v T, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.ready {
+		return v, false
+	}
+	for _, v := range c.m {
+		if match(v) {
+			return v, true
+		}
+	}
+	return v, false
+}
+
 // stop makes the mirror miss from now on.
 func (c *mirror[T]) stop() {
 	c.mu.Lock()

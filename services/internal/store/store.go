@@ -32,10 +32,12 @@ const (
 	ScopeAuditRead = "audit:read"
 	// ScopeFleetRead allows reading the live fleet (GET /v1/fleet).
 	ScopeFleetRead = "fleet:read"
+	// ScopeSessionsRevoke allows POST /v2/sessions/revoke/{sid}.
+	ScopeSessionsRevoke = "sessions:revoke"
 )
 
 // AllScopes is what a new key gets when no scope is named.
-var AllScopes = []string{ScopeUsersReset, ScopeAuditRead, ScopeFleetRead}
+var AllScopes = []string{ScopeUsersReset, ScopeAuditRead, ScopeFleetRead, ScopeSessionsRevoke}
 
 // Errors; the API maps them to status codes in one place.
 var (

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 // for the other by its header or by its claims.
 const (
 	ClaimApp      = "app"
+	ClaimSession  = client.DefaultSessionClaim // "sid": the login session, kept by refresh
 	ClaimTokenUse = "token_use"
 	UseAccess     = "access"
 	UseRefresh    = "refresh"
@@ -48,7 +50,10 @@ type Revocations interface {
 	// WaitApplied returns once the table holds the stream's events up to seq.
 	WaitApplied(ctx context.Context, seq uint64) error
 	NotBefore(appID string, userID int64) time.Time
-	CheckIssuedAt(appID string, userID int64, iat json.Number) error
+	// SessionNotBefore is the watermark of a login session, zero if none.
+	SessionNotBefore(sid string) time.Time
+	// CheckSessionIssuedAt is CheckIssuedAt for a token of login session sid ("" for none).
+	CheckSessionIssuedAt(appID string, userID int64, sid string, iat json.Number) error
 }
 
 // Config sets token lifetimes and the issuer name.
@@ -68,8 +73,10 @@ type Issuer struct {
 	now  func() time.Time
 }
 
-// Pair is an access and a refresh token with their expiry times.
+// Pair is an access and a refresh token of one login session, with their expiry times.
 type Pair struct {
+	// SessionID is the "sid" of both tokens: new at each login, kept by refresh.
+	SessionID        string
 	AccessToken      string
 	RefreshToken     string
 	AccessExpiresAt  time.Time
@@ -114,36 +121,55 @@ func IssuedAt(now, watermark time.Time) (time.Time, json.Number) {
 	return time.UnixMicro(us), json.Number(fmt.Sprintf("%d.%06d", us/1e6, us%1e6))
 }
 
-// Mint issues a new pair for a user of an app. It refuses (ErrNotReady) while the
-// revocation table has not caught up or is stale: the iat it would choose might then be
-// earlier than a watermark it has not seen, and the new tokens refused at once.
+// Mint issues a new pair for a user of an app: a login, so a new session. It refuses
+// (ErrNotReady) while the revocation table has not caught up or is stale: the iat it would
+// choose might then be earlier than a watermark it has not seen, and the new tokens refused
+// at once.
 func (i *Issuer) Mint(appID string, userID int64) (Pair, error) {
+	return i.mint(appID, userID, NewSessionID())
+}
+
+// NewSessionID returns a random 128-bit session id, "s_" and 22 base64url characters.
+func NewSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+).
+	return "s_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (i *Issuer) mint(appID string, userID int64, sid string) (Pair, error) {
 	if err := events.ValidateAppID(appID); err != nil {
 		return Pair{}, err
 	}
 	if userID <= 0 {
 		return Pair{}, fmt.Errorf("%w: %d", events.ErrInvalidUserID, userID)
 	}
-	iat, iatNum := IssuedAt(i.now(), i.rev.NotBefore(appID, userID))
-	if err := i.rev.CheckIssuedAt(appID, userID, iatNum); err != nil {
+	if err := events.ValidateSessionID(sid); err != nil {
+		return Pair{}, err
+	}
+	wm := i.rev.NotBefore(appID, userID)
+	if s := i.rev.SessionNotBefore(sid); s.After(wm) {
+		wm = s
+	}
+	iat, iatNum := IssuedAt(i.now(), wm)
+	if err := i.rev.CheckSessionIssuedAt(appID, userID, sid, iatNum); err != nil {
 		if errors.Is(err, client.ErrNotReady) || errors.Is(err, client.ErrStale) {
 			return Pair{}, fmt.Errorf("%w: %v", ErrNotReady, err)
 		}
 		return Pair{}, fmt.Errorf("tokens: a new token would be refused: %w", err)
 	}
-	p := Pair{AccessExpiresAt: iat.Add(i.cfg.AccessTTL).Truncate(time.Second),
+	p := Pair{SessionID: sid, AccessExpiresAt: iat.Add(i.cfg.AccessTTL).Truncate(time.Second),
 		RefreshExpiresAt: iat.Add(i.cfg.RefreshTTL).Truncate(time.Second)}
 	var err error
-	if p.AccessToken, err = i.sign(appID, userID, iatNum, p.AccessExpiresAt, UseAccess, TypeAccess); err != nil {
+	if p.AccessToken, err = i.sign(appID, userID, sid, iatNum, p.AccessExpiresAt, UseAccess, TypeAccess); err != nil {
 		return Pair{}, err
 	}
-	if p.RefreshToken, err = i.sign(appID, userID, iatNum, p.RefreshExpiresAt, UseRefresh, TypeRefresh); err != nil {
+	if p.RefreshToken, err = i.sign(appID, userID, sid, iatNum, p.RefreshExpiresAt, UseRefresh, TypeRefresh); err != nil {
 		return Pair{}, err
 	}
 	return p, nil
 }
 
-func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time, use, typ string) (string, error) {
+func (i *Issuer) sign(appID string, userID int64, sid string, iat json.Number, exp time.Time, use, typ string) (string, error) {
 	var jti [16]byte
 	_, _ = rand.Read(jti[:])
 	kid, key := i.ring.Signer()
@@ -151,6 +177,7 @@ func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time
 		"iss":         i.cfg.Issuer,
 		"sub":         strconv.FormatInt(userID, 10),
 		ClaimApp:      appID,
+		ClaimSession:  sid,
 		"iat":         iat,
 		"exp":         exp.Unix(),
 		"jti":         hex.EncodeToString(jti[:]),
@@ -167,11 +194,13 @@ func (i *Issuer) sign(appID string, userID int64, iat json.Number, exp time.Time
 // MaxTokenSize caps what Refresh will parse.
 const MaxTokenSize = 8 << 10
 
-// Refresh exchanges a valid, unrevoked, unused refresh token for a new pair. The old refresh
-// token is spent: a second use returns ErrReused (the caller should report it: a stolen
-// token or a client bug).
+// Refresh exchanges a valid, unrevoked, unused refresh token for a new pair of the same
+// session. The old refresh token is spent: a second use returns ErrReused, with the claims,
+// so that the caller revokes the whole session (a stolen token or a client bug: either way
+// one of the two holders is not who the session belongs to). A refresh token minted before
+// tokens carried a session gets a new session.
 func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) {
-	c, err := i.parse(ctx, raw)
+	c, err := i.parse(ctx, raw, UseRefresh)
 	if err != nil {
 		return Pair{}, c, err
 	}
@@ -180,7 +209,7 @@ func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) 
 	if err := i.waitForStream(ctx); err != nil {
 		return Pair{}, c, err
 	}
-	if err := i.rev.CheckIssuedAt(c.App, c.User, c.IssuedAt); err != nil {
+	if err := i.rev.CheckSessionIssuedAt(c.App, c.User, c.Session, c.IssuedAt); err != nil {
 		switch {
 		case errors.Is(err, client.ErrRevoked):
 			return Pair{}, c, fmt.Errorf("%w: %v", ErrRevoked, err)
@@ -196,8 +225,32 @@ func (i *Issuer) Refresh(ctx context.Context, raw string) (Pair, Claims, error) 
 		}
 		return Pair{}, c, fmt.Errorf("%w: record refresh: %v", ErrUnavailable, err)
 	}
-	p, err := i.Mint(c.App, c.User)
+	sid := c.Session
+	if sid == "" {
+		sid = NewSessionID()
+	}
+	p, err := i.mint(c.App, c.User, sid)
 	return p, c, err
+}
+
+// Revocable returns the claims of a revocast token of any kind (access or refresh) that
+// is validly signed by this issuer, expired or not, for RFC 7009 revocation: ErrInvalidRefresh
+// for anything else. Revoked says whether its session is already revoked for it.
+func (i *Issuer) Revocable(ctx context.Context, raw string) (c Claims, revoked bool, err error) {
+	if c, err = i.parse(ctx, raw, ""); err != nil {
+		return c, false, err
+	}
+	if err := i.waitForStream(ctx); err != nil {
+		return c, false, err
+	}
+	err = i.rev.CheckSessionIssuedAt(c.App, c.User, c.Session, c.IssuedAt)
+	switch {
+	case errors.Is(err, client.ErrRevoked):
+		return c, true, nil
+	case errors.Is(err, client.ErrNotReady), errors.Is(err, client.ErrStale):
+		return c, false, fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	return c, false, nil
 }
 
 // waitForStream waits until the revocation table has applied the last event of the stream.
@@ -219,34 +272,44 @@ func (i *Issuer) waitForStream(ctx context.Context) error {
 type Claims struct {
 	App      string
 	User     int64
+	Session  string // "" in tokens minted before tokens carried a session
 	ID       string
 	IssuedAt json.Number
 }
 
-func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
+// parse verifies a revocast token of kind use (UseRefresh), or of either kind with
+// expired ones accepted when use is "" (for revocation).
+func (i *Issuer) parse(ctx context.Context, raw, use string) (Claims, error) {
 	var c Claims
 	if len(raw) == 0 || len(raw) > MaxTokenSize {
 		return c, fmt.Errorf("%w: empty or larger than %d bytes", ErrInvalidRefresh, MaxTokenSize)
 	}
 	mc := jwt.MapClaims{}
-	tok, err := jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(i.cfg.Issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithJSONNumber(),
-	).ParseWithClaims(raw, mc, func(t *jwt.Token) (any, error) {
+	}
+	if use == "" {
+		// Revoking an expired token does no harm and says nothing (RFC 7009, 2.2).
+		opts = append(opts, jwt.WithoutClaimsValidation())
+	}
+	tok, err := jwt.NewParser(opts...).ParseWithClaims(raw, mc, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		return i.ring.PublicKey(ctx, kid)
 	})
 	if err != nil {
 		return c, fmt.Errorf("%w: %v", ErrInvalidRefresh, err)
 	}
-	if use, _ := mc[ClaimTokenUse].(string); use != UseRefresh {
-		return c, fmt.Errorf("%w: this is an %s token, not a refresh token", ErrInvalidRefresh, use)
-	}
-	if typ, _ := tok.Header["typ"].(string); !refreshType(typ) {
-		return c, fmt.Errorf("%w: typed %q, not a refresh token", ErrInvalidRefresh, typ)
+	if use == UseRefresh {
+		if got, _ := mc[ClaimTokenUse].(string); got != UseRefresh {
+			return c, fmt.Errorf("%w: this is an %s token, not a refresh token", ErrInvalidRefresh, got)
+		}
+		if typ, _ := tok.Header["typ"].(string); !refreshType(typ) {
+			return c, fmt.Errorf("%w: typed %q, not a refresh token", ErrInvalidRefresh, typ)
+		}
 	}
 	c.App, _ = mc[ClaimApp].(string)
 	if err := events.ValidateAppID(c.App); err != nil {
@@ -261,6 +324,15 @@ func (i *Issuer) parse(ctx context.Context, raw string) (Claims, error) {
 		return c, fmt.Errorf("%w: jti claim missing", ErrInvalidRefresh)
 	}
 	c.IssuedAt, _ = mc["iat"].(json.Number)
+	if c.IssuedAt == "" {
+		return c, fmt.Errorf("%w: iat claim missing", ErrInvalidRefresh)
+	}
+	if v, ok := mc[ClaimSession]; ok {
+		c.Session, _ = v.(string)
+		if err := events.ValidateSessionID(c.Session); err != nil {
+			return c, fmt.Errorf("%w: sid claim: %v", ErrInvalidRefresh, err)
+		}
+	}
 	return c, nil
 }
 

@@ -22,7 +22,24 @@ import (
 type watermarks struct {
 	mu       sync.Mutex
 	app      map[string]time.Time
+	session  map[string]time.Time
 	notReady bool
+}
+
+func (w *watermarks) SessionNotBefore(sid string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.session[sid]
+}
+
+func (w *watermarks) CheckSessionIssuedAt(app string, user int64, sid string, iat json.Number) error {
+	if err := w.CheckIssuedAt(app, user, iat); err != nil {
+		return err
+	}
+	if wm := w.SessionNotBefore(sid); !wm.IsZero() && w.CheckIssuedAtAgainst(iat, wm) {
+		return client.ErrRevoked
+	}
+	return nil
 }
 
 func (w *watermarks) Ready() bool {
@@ -47,7 +64,14 @@ func (w *watermarks) CheckIssuedAt(app string, user int64, iat json.Number) erro
 	if notReady {
 		return client.ErrNotReady
 	}
-	wm := w.NotBefore(app, user)
+	if w.CheckIssuedAtAgainst(iat, w.NotBefore(app, user)) {
+		return client.ErrRevoked
+	}
+	return nil
+}
+
+// CheckIssuedAtAgainst reports whether iat is before wm.
+func (w *watermarks) CheckIssuedAtAgainst(iat json.Number, wm time.Time) bool {
 	sec, frac, _ := strings.Cut(iat.String(), ".")
 	t, _ := time.Parse("2006-01-02", "1970-01-01")
 	d, _ := time.ParseDuration(sec + "s")
@@ -55,10 +79,7 @@ func (w *watermarks) CheckIssuedAt(app string, user int64, iat json.Number) erro
 		f, _ := time.ParseDuration("0." + frac + "s")
 		d += f
 	}
-	if t.Add(d).Before(wm) {
-		return client.ErrRevoked
-	}
-	return nil
+	return t.Add(d).Before(wm)
 }
 
 func setup(t *testing.T) (jetstream.JetStream, *tokens.KeyRing, *tokens.Issuer, *watermarks) {
@@ -72,7 +93,7 @@ func setup(t *testing.T) (jetstream.JetStream, *tokens.KeyRing, *tokens.Issuer, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	wm := &watermarks{app: map[string]time.Time{}}
+	wm := &watermarks{app: map[string]time.Time{}, session: map[string]time.Time{}}
 	iss, err := tokens.NewIssuer(t.Context(), js, 1, ring, wm, tokens.Config{})
 	if err != nil {
 		t.Fatal(err)
