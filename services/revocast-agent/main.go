@@ -29,10 +29,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/revocast-agent/extauthz"
 )
@@ -158,25 +158,6 @@ func splitList(s string) []string {
 	return out
 }
 
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("-log-level %q: %w", level, err)
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	switch format {
-	case "json":
-		enc = zapcore.NewJSONEncoder(encCfg)
-	case "console":
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	default:
-		return nil, fmt.Errorf("-log-format %q: want json or console", format)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
-}
-
 // run starts the table and the HTTP server, serves until ctx is done, then shuts down in
 // order: HTTP (finishing decisions in flight), the table, NATS. It prints one line to
 // stdout when it serves, with the address.
@@ -185,7 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
+	log, err := logging.New(cfg.logLevel, cfg.logFormat, stderr)
 	if err != nil {
 		return err
 	}

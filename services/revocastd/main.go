@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
@@ -35,6 +34,7 @@ import (
 	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/fleet"
 	"github.com/revocast/revocast/services/internal/httpguard"
+	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/snapshot"
 	"github.com/revocast/revocast/services/internal/store"
@@ -136,25 +136,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	return cfg, nil
 }
 
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("-log-level %q: %w", level, err)
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	switch format {
-	case "json":
-		enc = zapcore.NewJSONEncoder(encCfg)
-	case "console":
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	default:
-		return nil, fmt.Errorf("-log-format %q: want json or console", format)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
-}
-
 // run starts everything, serves until ctx is done, then shuts down in order: HTTP (finishing
 // calls in flight), NATS (draining), the embedded server. It prints one line to stdout
 // when it serves, with the API and NATS addresses.
@@ -163,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
+	log, err := logging.New(cfg.logLevel, cfg.logFormat, stderr)
 	if err != nil {
 		return err
 	}
