@@ -215,6 +215,12 @@ func (t *Table) followConsumer(ctx context.Context, js jetstream.JetStream, name
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	t.stopConsumer.Store(&stop)
+	// A replaced stream noticed while this consumer was being created stopped the one
+	// before it, not this one (streamRewound sets the flag before it reads stopConsumer):
+	// stop this one too, or it would wait for sequences the new stream will not reach soon.
+	if t.rewound.Load() {
+		stop()
+	}
 	t.following.Store(true)
 	t.askConfirmation()
 	err = t.consume(cctx, it)
