@@ -11,14 +11,20 @@ import (
 )
 
 // envoyDecider answers Envoy's gRPC ext_authz with the same decision as /auth: the table's.
-type envoyDecider struct{ table *client.Table }
+// The claims are encoded only when they are sent (-send-claims): not on every decision.
+type envoyDecider struct {
+	table      *client.Table
+	sendClaims bool
+}
 
 func (d envoyDecider) Decide(ctx context.Context, authorization string) extauthz.Decision {
 	dec := d.table.Decide(ctx, authorization)
 	if dec.Outcome == client.Allow {
 		out := extauthz.Decision{Allowed: true, User: strconv.FormatInt(dec.Claims.UserID, 10), App: dec.Claims.AppID}
-		if b, err := json.Marshal(dec.Claims.All); err == nil {
-			out.ClaimsJSON = b
+		if d.sendClaims {
+			if b, err := json.Marshal(dec.Claims.All); err == nil {
+				out.ClaimsJSON = b
+			}
 		}
 		return out
 	}

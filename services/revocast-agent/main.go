@@ -247,7 +247,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("gRPC ext_authz cannot listen on %s: %w (set REVOCAST_AGENT_GRPC_ADDR to another address)", cfg.grpcAddr, err)
 		}
 		grpcSrv = grpc.NewServer()
-		extauthz.NewServer(envoyDecider{table}, extauthz.WithClaimsHeader(cfg.sendClaims)).Register(grpcSrv)
+		extauthz.NewServer(envoyDecider{table: table, sendClaims: cfg.sendClaims}, extauthz.WithClaimsHeader(cfg.sendClaims)).Register(grpcSrv)
 		go func() { serveErr <- grpcSrv.Serve(gln) }()
 		log.Info("revocast-agent gRPC ext_authz serving", zap.String("addr", gln.Addr().String()))
 		fmt.Fprintf(stdout, "revocast-agent: gRPC ext_authz on %s\n", gln.Addr())

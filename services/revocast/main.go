@@ -20,10 +20,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/client"
 	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
 	"github.com/revocast/revocast/services/internal/tokens"
@@ -448,7 +448,7 @@ registered on another revocast of the same stream, pass --allow-unknown-app.`,
 			if err := checkReason(reason); err != nil {
 				return err
 			}
-			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
+			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store, js jetstream.JetStream) error {
 				if !allowUnknown {
 					_, found, err := findApp(ctx, st, args[0])
 					if err != nil {
@@ -486,7 +486,7 @@ in every app, issued until now is refused by every resource server.`,
 			if err := checkReason(reason); err != nil {
 				return err
 			}
-			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
+			return c.withConn(cmd.Context(), wait, func(ctx context.Context, nc *nats.Conn, st *store.Store, js jetstream.JetStream) error {
 				return c.publish(ctx, nc, st, reason, wait, func(now time.Time) (events.Event, error) {
 					return events.NewUserReset(id, now, cliActor())
 				})
@@ -507,11 +507,7 @@ applied, its lag in events and milliseconds, its staleness, and whether it is re
 		`  revocast fleet
   revocast fleet --format json`,
 		exactArgs(), func(cmd *cobra.Command, _ []string) error {
-			return c.withConn(cmd.Context(), fleetListen, func(ctx context.Context, nc *nats.Conn, st *store.Store) error {
-				js, err := jetstream.New(nc)
-				if err != nil {
-					return err
-				}
+			return c.withConn(cmd.Context(), fleetListen, func(ctx context.Context, nc *nats.Conn, _ *store.Store, js jetstream.JetStream) error {
 				return runFleet(ctx, nc, js, format, c.stdout)
 			})
 		})
@@ -641,7 +637,7 @@ func (c *runner) connect(role natsutil.Role) (*nats.Conn, error) {
 
 // withConn connects as the broadcaster, opens the store and runs f within --timeout and
 // extra (the time a command waits on purpose, e.g. --wait).
-func (c *runner) withConn(ctx context.Context, extra time.Duration, f func(context.Context, *nats.Conn, *store.Store) error) error {
+func (c *runner) withConn(ctx context.Context, extra time.Duration, f func(context.Context, *nats.Conn, *store.Store, jetstream.JetStream) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout+extra)
 	defer cancel()
 	nc, err := c.connect(natsutil.Broadcaster)
@@ -657,34 +653,20 @@ func (c *runner) withConn(ctx context.Context, extra time.Duration, f func(conte
 	if err != nil {
 		return err
 	}
-	return f(ctx, nc, st)
+	return f(ctx, nc, st, js)
 }
 
-// withStore connects as the broadcaster, opens the store and runs f within --timeout.
+// withStore is [runner.withConn] for commands that need only the store and JetStream.
 func (c *runner) withStore(ctx context.Context, f func(context.Context, *store.Store, jetstream.JetStream) error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	nc, err := c.connect(natsutil.Broadcaster)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, js)
-	if err != nil {
-		return err
-	}
-	return f(ctx, st, js)
+	return c.withConn(ctx, 0, func(ctx context.Context, _ *nats.Conn, st *store.Store, js jetstream.JetStream) error {
+		return f(ctx, st, js)
+	})
 }
 
 // cliLogger writes warnings to stderr in revocastd's time format, for a person to read.
 func cliLogger(w io.Writer) *zap.Logger {
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(encCfg), zapcore.AddSync(w), zap.WarnLevel))
+	log, _ := logging.New("warn", "console", w) // constant settings: no error
+	return log
 }
 
 // maxCLIClockOffset is how far this machine's clock may be from the NATS server's for the
