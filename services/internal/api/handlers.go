@@ -70,6 +70,25 @@ func (s *server) handleFlush() gin.HandlerFunc {
 // handleUserReset is POST /v2/users/reset/{id}: an admin key with the users:reset scope
 // revokes every token of the user, in every app, issued until now.
 func (s *server) handleUserReset() gin.HandlerFunc {
+	return s.handleKeyRevocation(store.ScopeUsersReset, func(c *gin.Context) (eventFor, error) {
+		userID, err := events.ParseUserID(c.Param("id"))
+		if err != nil {
+			return nil, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only")
+		}
+		return func(now time.Time, actor string) (events.Event, error) {
+			return events.NewUserReset(userID, now, actor)
+		}, nil
+	}, nil)
+}
+
+// eventFor makes the event of a revocation at now by actor (the key's public id).
+type eventFor func(now time.Time, actor string) (events.Event, error)
+
+// handleKeyRevocation is a revocation an admin API key with scope asks for (a user reset, a
+// session revocation), in the /v2 envelope: target reads what to revoke from the path (its
+// error is the answer), the key is checked, the event stored, stored (if set) runs, and
+// Prefer: wait is honoured.
+func (s *server) handleKeyRevocation(scope string, target func(*gin.Context) (eventFor, error), stored func()) gin.HandlerFunc {
 	type response struct {
 		Success bool `json:"success"`
 		Data    bool `json:"data"`
@@ -77,9 +96,9 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		end := s.revocations.Begin() // audit reads step aside until it is stored
 		defer end()
-		userID, err := events.ParseUserID(c.Param("id"))
+		build, err := target(c)
 		if err != nil {
-			s.fail(c, newError(http.StatusBadRequest, "invalid user id: must be a positive integer below 2^63, digits only"))
+			s.fail(c, err)
 			return
 		}
 		reason, err := readReason(c)
@@ -89,12 +108,12 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 		}
 		ctx, cancel := s.storeContext(c)
 		defer cancel()
-		k, err := s.authenticateKey(ctx, c, store.ScopeUsersReset)
+		k, err := s.authenticateKey(ctx, c, scope)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		ev, err := events.NewUserReset(userID, s.now(), k.ID)
+		ev, err := build(s.now(), k.ID)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -102,6 +121,9 @@ func (s *server) handleUserReset() gin.HandlerFunc {
 		if err := s.publish(ctx, c, ev, reason); err != nil {
 			s.fail(c, err)
 			return
+		}
+		if stored != nil {
+			stored()
 		}
 		s.confirm(c, end) // Prefer: wait=N
 		writeJSON(c, http.StatusOK, response{Success: true, Data: true})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -18,37 +19,15 @@ import (
 // sessions:revoke scope revokes every token of one login session issued until now; the
 // user's other sessions keep working. Same envelope as the user reset.
 func (s *server) handleSessionRevoke() gin.HandlerFunc {
-	type response struct {
-		Success bool `json:"success"`
-		Data    bool `json:"data"`
-	}
-	return func(c *gin.Context) {
-		end := s.revocations.Begin() // audit reads step aside until it is stored
-		defer end()
+	return s.handleKeyRevocation(store.ScopeSessionsRevoke, func(c *gin.Context) (eventFor, error) {
 		sid := c.Param("sid")
 		if err := events.ValidateSessionID(sid); err != nil {
-			s.fail(c, newError(http.StatusBadRequest, "invalid session id: use 1 to 128 letters, digits, '-' or '_'"))
-			return
+			return nil, newError(http.StatusBadRequest, "invalid session id: use 1 to 128 letters, digits, '-' or '_'")
 		}
-		reason, err := readReason(c)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		ctx, cancel := s.storeContext(c)
-		defer cancel()
-		k, err := s.authenticateKey(ctx, c, store.ScopeSessionsRevoke)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		if err := s.revokeSession(ctx, c, sid, k.ID, reason, "admin"); err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.confirm(c, end) // Prefer: wait=N
-		writeJSON(c, http.StatusOK, response{Success: true, Data: true})
-	}
+		return func(now time.Time, actor string) (events.Event, error) {
+			return events.NewSessionRevoked(sid, now, actor)
+		}, nil
+	}, func() { s.metrics.sessionsRevoked.WithLabelValues("admin").Inc() })
 }
 
 // revokeSession stores session.revoked(sid, now), counted by how it was asked for.
