@@ -128,7 +128,11 @@ func Publish(tb testing.TB, js jetstream.JetStream, ev events.Event) *jetstream.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ack, err := js.Publish(ctx, ev.Subject(), data, jetstream.WithMsgID(ev.ID))
+	// A stream without a leader (just created in a cluster, or electing one) has no
+	// responders: keep trying until the timeout; the message id makes a retry of a stored
+	// event a no-op.
+	ack, err := js.Publish(ctx, ev.Subject(), data, jetstream.WithMsgID(ev.ID),
+		jetstream.WithRetryWait(100*time.Millisecond), jetstream.WithRetryAttempts(100))
 	if err != nil {
 		tb.Fatalf("eventstest: publish %s: %v", ev.Subject(), err)
 	}
