@@ -2,8 +2,8 @@ package main
 
 import (
 	"net/http"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
