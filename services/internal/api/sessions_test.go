@@ -93,8 +93,8 @@ func TestLogoutOneSession(t *testing.T) {
 	if err := verifies(t, rs, laptop.Data.AccessToken); !errors.Is(err, client.ErrRevoked) {
 		t.Fatalf("access token of the logged-out session: err = %v, want ErrRevoked", err)
 	}
-	if status, body := f.refresh(t, laptop.Data.RefreshToken); status != 401 || !strings.Contains(body.Message, "revoked") {
-		t.Fatalf("refresh of the logged-out session = %d %q, want 401 revoked", status, body.Message)
+	if status, body := f.refresh(t, laptop.Data.RefreshToken); status != 401 || !strings.Contains(body.Message, "session logged out") {
+		t.Fatalf("refresh of the logged-out session = %d %q, want 401 that names the session", status, body.Message)
 	}
 	if err := verifies(t, rs, phone.Data.AccessToken); err != nil {
 		t.Fatalf("access token of the other session: err = %v", err)

@@ -147,7 +147,7 @@ func (s *server) handleRefresh() gin.HandlerFunc {
 			}
 			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token already used: the session is revoked, log in again"})
 		case errors.Is(err, tokens.ErrRevoked):
-			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token revoked (the app was flushed or the user reset): log in again"})
+			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "refresh token revoked (its app flushed, its user reset or its session logged out): log in again"})
 		case errors.Is(err, tokens.ErrInvalidRefresh):
 			s.fail(c, &apiError{status: http.StatusUnauthorized, msg: "invalid refresh token: " + strings.TrimPrefix(err.Error(), tokens.ErrInvalidRefresh.Error()+": ")})
 		case errors.Is(err, tokens.ErrNotReady):
