@@ -334,3 +334,64 @@ func publishSessions(b *testing.B, js jetstream.JetStream, n int) {
 	}
 	b.Logf("published %d session events in %s", n, time.Since(start))
 }
+
+// TestLookupAgreesWithEachTable: the request path's lookup (first slots read up front, the
+// app's home slot checked inline) gives, for every app, user and session, present or not,
+// the largest of the watermarks that each table holds for them, with tables crowded enough
+// that many keys sit away from their home slot, and app ids that share a home.
+func TestLookupAgreesWithEachTable(t *testing.T) {
+	tab := newTestTable(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	at := func(k int) time.Time { return base.Add(time.Duration(k) * time.Second) }
+	var apps []string
+	for i := range 40 {
+		// Same length, first, middle and last byte: one home for all of them.
+		id := "app-" + strconv.Itoa(10+i) + "-x-" + strconv.Itoa(10+i) + "z"
+		if i%2 == 0 {
+			id = "a" + strings.Repeat("b", i%7) + "c" // short ids
+		}
+		apps = append(apps, id)
+		if i%3 != 0 {
+			tab.apply(mustApp(t, id, at(i)))
+		}
+	}
+	users := make([]int64, 3000)
+	for i := range users {
+		users[i] = rand.Int64N(1<<40) + 1
+		if i%4 != 0 {
+			tab.apply(mustUserFast(users[i], at(i%50)))
+		}
+	}
+	sids := make([]string, 3000)
+	for i := range sids {
+		sids[i] = "s" + strconv.FormatUint(rand.Uint64(), 36)
+		if i%5 != 0 {
+			tab.apply(mustSession(t, sids[i], at(i%70)))
+		}
+	}
+	apps = append(apps, "", "unknown-app")
+	users = append(users, 0, -1, 1<<62)
+	sids = append(sids, "")
+	appNB := func(id string) int64 {
+		if id == "" {
+			return 0
+		}
+		return tab.apps.Load().get(id)
+	}
+	for n := range 20000 {
+		app, user, sid := apps[n%len(apps)], users[rand.IntN(len(users))], sids[rand.IntN(len(sids))]
+		var digest int64
+		if sid != "" {
+			digest = events.SessionDigest(sid)
+		}
+		want := max(appNB(app), tab.users.Load().get(user), tab.sessionNotBefore(digest))
+		if got := tab.lookup(app, user, digest); got != want {
+			t.Fatalf("lookup(%q, %d, %q) = %d, want %d", app, user, sid, got, want)
+		}
+		if digest == 0 {
+			if got := tab.notBefore(app, user); got != want {
+				t.Fatalf("notBefore(%q, %d) = %d, want %d", app, user, got, want)
+			}
+		}
+	}
+}
