@@ -2,10 +2,14 @@ package client
 
 import (
 	"context"
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -16,9 +20,10 @@ import (
 	"github.com/revocast/revocast/events"
 )
 
-// JWKS verifies revocast tokens with the keys served at a JWKS URL (revocastd's
-// /.well-known/jwks.json), for resource servers that prefer HTTP to reading the key bucket
-// over NATS. Use it as the key function: client.New(nc, client.WithKeyfunc(jwks.Keyfunc)).
+// JWKS verifies tokens with the keys served at a JWKS URL: revocast's own
+// (/.well-known/jwks.json of revocastd, [NewJWKS]), for resource servers that prefer HTTP to
+// reading the key bucket over NATS, or another issuer's ([NewIssuerJWKS]). Use it as the key
+// function: client.New(nc, client.WithKeyfunc(jwks.Keyfunc)).
 //
 // Keys are fetched on first use and again when a token names an unknown key id (a rotation),
 // at most once per MinRefresh whatever the tokens say, so a flood of made-up key ids cannot
@@ -28,8 +33,12 @@ type JWKS struct {
 	hc         *http.Client
 	minRefresh time.Duration
 
+	// issuer is set for another issuer's keys: RSA, EC and Ed25519, and no typ asked of the
+	// token here (revocast's keys sign refresh tokens too, so they ask at+jwt).
+	issuer bool
+
 	// keys is read on the request path without a lock; fetch replaces it whole.
-	keys atomic.Pointer[map[string]ed25519.PublicKey]
+	keys atomic.Pointer[map[string]jwksKey]
 
 	// fetching is held by the one goroutine that fetches; others do not wait for it.
 	fetching sync.Mutex
@@ -40,14 +49,33 @@ type JWKS struct {
 // DefaultJWKSMinRefresh is how often, at most, a [JWKS] fetches its URL.
 const DefaultJWKSMinRefresh = 5 * time.Second
 
-// NewJWKS returns a key source for url. hc may be nil (http.DefaultClient with a 10 s
-// timeout per fetch).
+// jwksKey is one verification key of a set, with the algorithm its JWK names, if any.
+type jwksKey struct {
+	key any // ed25519.PublicKey, *rsa.PublicKey or *ecdsa.PublicKey
+	alg string
+}
+
+// NewJWKS returns a key source for revocast's JWKS at url: its Ed25519 keys, for access
+// tokens only (see [JWKS.Keyfunc]). hc may be nil (http.DefaultClient with a 10 s timeout
+// per fetch).
 func NewJWKS(url string, hc *http.Client) *JWKS {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
 	j := &JWKS{url: url, hc: hc, minRefresh: DefaultJWKSMinRefresh}
-	j.keys.Store(&map[string]ed25519.PublicKey{})
+	j.keys.Store(&map[string]jwksKey{})
+	return j
+}
+
+// NewIssuerJWKS returns a key source for another issuer's JWKS at url (an OpenID provider's
+// jwks_uri): its RSA (2048 bits and more), EC (P-256, P-384, P-521) and Ed25519 signing
+// keys. A key whose JWK names an "alg" verifies tokens of that algorithm only, and keys
+// whose "use" is not "sig" are left out. It asks no "typ" of the token: the [Table]'s own
+// checks apply (never a type or token_use of another use; [WithRequireAccessTokenType] for
+// at+jwt), as do its algorithms ([WithAlgorithms]). Pair it with [WithIssuer].
+func NewIssuerJWKS(url string, hc *http.Client) *JWKS {
+	j := NewJWKS(url, hc)
+	j.issuer = true
 	return j
 }
 
@@ -55,16 +83,18 @@ func NewJWKS(url string, hc *http.Client) *JWKS {
 // lookup. An unknown one makes one request fetch the set again (if MinRefresh has passed);
 // requests arriving meanwhile do not wait for it, they fail as unknown.
 //
-// It gives keys for access tokens only: revocast signs refresh tokens with the same keys,
-// so a token whose "typ" header is not [AccessTokenType] gets [ErrNotAccessToken], and
-// costs no fetch.
+// From [NewJWKS], it gives keys for access tokens only: revocast signs refresh tokens with
+// the same keys, so a token whose "typ" header is not [AccessTokenType] gets
+// [ErrNotAccessToken], and costs no fetch.
 func (j *JWKS) Keyfunc(tok *jwt.Token) (any, error) {
-	if err := requireAccessType(tok); err != nil {
-		return nil, err
+	if !j.issuer {
+		if err := requireAccessType(tok); err != nil {
+			return nil, err
+		}
 	}
 	kid, _ := tok.Header["kid"].(string)
-	if key, ok := (*j.keys.Load())[kid]; ok {
-		return key, nil
+	if k, ok := (*j.keys.Load())[kid]; ok {
+		return k.verifies(tok)
 	}
 	if j.fetching.TryLock() {
 		if time.Since(j.fetched) >= j.minRefresh {
@@ -73,8 +103,8 @@ func (j *JWKS) Keyfunc(tok *jwt.Token) (any, error) {
 			j.lastErr.Store(&err)
 		}
 		j.fetching.Unlock()
-		if key, ok := (*j.keys.Load())[kid]; ok {
-			return key, nil
+		if k, ok := (*j.keys.Load())[kid]; ok {
+			return k.verifies(tok)
 		}
 	}
 	if p := j.lastErr.Load(); p != nil && *p != nil {
@@ -100,17 +130,88 @@ func (j *JWKS) fetch() error {
 		return fmt.Errorf("GET %s: %s", j.url, res.Status)
 	}
 	var set struct {
-		Keys []events.JWK `json:"keys"`
+		Keys []jsonWebKey `json:"keys"`
 	}
 	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&set); err != nil {
 		return fmt.Errorf("GET %s: %w", j.url, err)
 	}
-	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
+	keys := make(map[string]jwksKey, len(set.Keys))
 	for _, k := range set.Keys {
-		if pub, err := k.Ed25519(); err == nil && k.Kid != "" {
-			keys[k.Kid] = pub
+		if k.Kid == "" || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		var key any
+		var err error
+		if j.issuer {
+			key, err = k.publicKey()
+		} else {
+			key, err = events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
+		}
+		if err == nil {
+			keys[k.Kid] = jwksKey{key: key, alg: k.Alg}
 		}
 	}
 	j.keys.Store(&keys)
 	return nil
+}
+
+// verifies returns the key for tok, unless its JWK names another algorithm than the
+// token's (a key is for one algorithm: RFC 7517 section 4.4).
+func (k jwksKey) verifies(tok *jwt.Token) (any, error) {
+	if k.alg != "" && tok.Method != nil && k.alg != tok.Method.Alg() {
+		return nil, fmt.Errorf("client: key %q is for %s, the token says %s", truncate(fmt.Sprint(tok.Header["kid"]), 64),
+			truncate(k.alg, 16), truncate(tok.Method.Alg(), 16))
+	}
+	return k.key, nil
+}
+
+// jsonWebKey is a JWK of any key type this package verifies with (RFC 7517, 7518, 8037).
+type jsonWebKey struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+// minRSABits is the smallest RSA modulus accepted (NIST SP 800-131A; Go refuses to sign
+// with less than 1024 and crypto/rsa treats less than 2048 as insecure).
+const minRSABits = 2048
+
+// publicKey decodes an RSA, EC or Ed25519 public key.
+func (k jsonWebKey) publicKey() (any, error) {
+	b64 := base64.RawURLEncoding.DecodeString
+	switch k.Kty {
+	case "RSA":
+		n, err1 := b64(k.N)
+		e, err2 := b64(k.E)
+		if err1 != nil || err2 != nil || len(e) == 0 || len(e) > 4 {
+			return nil, fmt.Errorf("client: RSA key %q: malformed n or e", k.Kid)
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		if pub.N.BitLen() < minRSABits || pub.E < 3 || pub.E%2 == 0 {
+			return nil, fmt.Errorf("client: RSA key %q: %d-bit modulus, exponent %d", k.Kid, pub.N.BitLen(), pub.E)
+		}
+		return pub, nil
+	case "EC":
+		curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
+		curve, ok := curves[k.Crv]
+		if !ok {
+			return nil, fmt.Errorf("client: EC key %q: curve %q", k.Kid, k.Crv)
+		}
+		x, err1 := b64(k.X)
+		y, err2 := b64(k.Y)
+		size := (curve.Params().BitSize + 7) / 8
+		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
+			return nil, fmt.Errorf("client: EC key %q: malformed x or y", k.Kid)
+		}
+		return ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+	case "OKP":
+		return events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
+	}
+	return nil, fmt.Errorf("client: key %q: key type %q", k.Kid, k.Kty)
 }
