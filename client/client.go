@@ -147,7 +147,7 @@ func New(nc *nats.Conn, opts ...Option) (*Table, error) {
 	if cfg.sigCacheSize > 0 {
 		t.sigCache = newSigCache(cfg.sigCacheSize)
 	}
-	if cfg.keyfunc == nil && !cfg.sessionSet {
+	if (cfg.keyfunc == nil || cfg.revocastKeys) && !cfg.sessionSet {
 		t.cfg.sessionClaim = DefaultSessionClaim
 	}
 	if cfg.keyfunc == nil {

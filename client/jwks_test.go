@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revocast/revocast/events"
+	"github.com/revocast/revocast/events/eventstest"
 )
 
 // jwksServer serves a key set that the test can change, and counts the fetches.
@@ -179,5 +181,46 @@ func TestJWKSGivesKeysForAccessTokensOnly(t *testing.T) {
 	tok.Header["typ"] = "application/AT+JWT"
 	if key, err := j.Keyfunc(tok); err != nil || !pub.Equal(key) {
 		t.Fatalf("application/AT+JWT = %v, %v", key, err)
+	}
+}
+
+// TestWithJWKSRevokesSessions: revocast's tokens verified over its JWKS URL are revocast's
+// own tokens, so a session revocation applies to them as it does with the keys over NATS.
+// (With WithKeyfunc alone the table cannot know whose keys these are, and reads no sid.)
+func TestWithJWKSRevokesSessions(t *testing.T) {
+	f := newFixture(t)
+	s := newJWKSServer(t)
+	s.add("k1", f.pub)
+	tab := f.readyTable(t, WithJWKS(NewJWKS(s.srv.URL, nil)))
+	token := func(sid string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "42", "app": "shop", "sid": sid,
+			"iat": json.Number(millis(time.Now().Add(-time.Second))), "exp": time.Now().Add(time.Hour).Unix()})
+		tok.Header["kid"], tok.Header["typ"] = "k1", AccessTokenType
+		raw, err := tok.SignedString(f.priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	laptop, laptop2, phone := token("laptop-1"), token("laptop-1"), token("phone-1")
+	for _, raw := range []string{laptop, phone} {
+		if _, err := tab.Verify(context.Background(), raw); err != nil {
+			t.Fatalf("before the logout: %v", err)
+		}
+	}
+	wm := time.Now().Truncate(time.Millisecond)
+	eventstest.Publish(t, f.js, mustSession(t, "laptop-1", wm))
+	eventually(t, "the session's watermark", func() bool { return tab.SessionNotBefore("laptop-1").Equal(wm) })
+	if _, err := tab.Verify(context.Background(), laptop2); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("token of the logged-out session: %v, want ErrRevoked", err)
+	}
+	if _, err := tab.Verify(context.Background(), phone); err != nil {
+		t.Fatalf("token of the other session: %v", err)
+	}
+	// An issuer's JWKS is another issuer's: no sid unless WithSessionClaim says so.
+	other := f.readyTable(t, WithJWKS(NewIssuerJWKS(s.srv.URL, nil)))
+	eventually(t, "the session's watermark", func() bool { return other.SessionNotBefore("laptop-1").Equal(wm) })
+	if _, err := other.Verify(context.Background(), laptop2); err != nil {
+		t.Fatalf("another issuer's token with a sid, no WithSessionClaim: %v", err)
 	}
 }

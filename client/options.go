@@ -50,6 +50,7 @@ type config struct {
 	userClaim     string
 	sessionClaim  string
 	sessionSet    bool // WithSessionClaim was given
+	revocastKeys  bool // WithJWKS with revocast's JWKS: the tokens are revocast's own
 	maxTokenSize  int
 	maxLifetime   time.Duration
 	clockSkew     time.Duration
@@ -103,6 +104,21 @@ func WithKeyfunc(f jwt.Keyfunc) Option {
 			return errors.New("client: WithKeyfunc: nil key function")
 		}
 		c.keyfunc = f
+		return nil
+	}
+}
+
+// WithJWKS verifies tokens with the keys of j. With revocast's JWKS ([NewJWKS]) the
+// tokens are revocast's own, as with the keys over NATS: their session id is read from
+// "sid" (unless [WithSessionClaim] says otherwise), so session revocations apply. With
+// another issuer's ([NewIssuerJWKS]) it is [WithKeyfunc](j.Keyfunc).
+func WithJWKS(j *JWKS) Option {
+	return func(c *config) error {
+		if j == nil {
+			return errors.New("client: WithJWKS: nil JWKS")
+		}
+		c.keyfunc = j.Keyfunc
+		c.revocastKeys = !j.issuer
 		return nil
 	}
 }

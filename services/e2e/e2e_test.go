@@ -322,8 +322,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	jwks := client.NewJWKS(s.api+"/.well-known/jwks.json", nil)
-	table, err := client.New(nc, client.WithKeyfunc(jwks.Keyfunc), client.WithIssuer("revocast"))
+	table, err := client.New(nc, client.WithJWKS(client.NewJWKS(s.api+"/.well-known/jwks.json", nil)), client.WithIssuer("revocast"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,9 @@ func main() {
 	}
 }
 
+// revocastIssuer is the iss of the tokens revocast mints.
+const revocastIssuer = "revocast"
+
 // config is every setting, each a flag with an environment variable.
 type config struct {
 	addr, grpcAddr       string
@@ -57,6 +60,7 @@ type config struct {
 	audience, algorithms string
 	jwksURL              string
 	appClaim, userClaim  string
+	sessionClaim         string
 	requireAccessType    bool
 	maxStaleness         time.Duration
 	failOpen             bool
@@ -80,12 +84,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", env("REVOCAST_AGENT_GRPC_ADDR", ""), "listen address of the Envoy gRPC ext_authz service; empty = off (REVOCAST_AGENT_GRPC_ADDR)")
 	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", natsutil.DefaultURL), "NATS server of revocast (NATS_URL)")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", "", "NATS credentials file of the resource role (NATS_CREDS; default the embedded default's resource.creds in REVOCAST_DATA_DIR, default ./revocast-data)")
-	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", "revocast"), "required iss claim; empty = any (REVOCAST_ISSUER)")
+	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", revocastIssuer), "required iss claim; empty = any (REVOCAST_ISSUER)")
 	fs.StringVar(&cfg.audience, "audience", env("REVOCAST_AUDIENCE", ""), "comma-separated audiences, one of which aud must hold; empty = not checked (REVOCAST_AUDIENCE)")
 	fs.StringVar(&cfg.algorithms, "algorithms", env("REVOCAST_ALGORITHMS", ""), "comma-separated signing algorithms accepted; empty = EdDSA,ES256,RS256 (REVOCAST_ALGORITHMS)")
-	fs.StringVar(&cfg.jwksURL, "jwks-url", env("REVOCAST_JWKS_URL", ""), "verify tokens with the Ed25519 keys of this JWKS URL instead of revocast's keys over NATS (REVOCAST_JWKS_URL)")
+	fs.StringVar(&cfg.jwksURL, "jwks-url", env("REVOCAST_JWKS_URL", ""), "verify tokens with the keys of this JWKS URL instead of revocast's keys over NATS: revocastd's (with -issuer revocast, access tokens only), or another issuer's RSA, EC and Ed25519 keys (REVOCAST_JWKS_URL)")
 	fs.StringVar(&cfg.appClaim, "app-claim", env("REVOCAST_APP_CLAIM", client.DefaultAppClaim), "claim holding the app id; empty = tokens carry no app (REVOCAST_APP_CLAIM)")
 	fs.StringVar(&cfg.userClaim, "user-claim", env("REVOCAST_USER_CLAIM", client.DefaultUserClaim), "claim holding the user id (REVOCAST_USER_CLAIM)")
+	fs.StringVar(&cfg.sessionClaim, "session-claim", env("REVOCAST_SESSION_CLAIM", ""), "claim holding the login session id, so that session revocations apply; empty = sid for revocast's own tokens, none for another issuer's (REVOCAST_SESSION_CLAIM)")
 	fs.BoolVar(&cfg.requireAccessType, "require-access-token-type", false, "refuse tokens whose typ header is not at+jwt (REVOCAST_REQUIRE_ACCESS_TOKEN_TYPE)")
 	fs.DurationVar(&cfg.maxStaleness, "max-staleness", client.DefaultMaxStaleness, "answer 503 when JetStream has not confirmed the table for this long (REVOCAST_MAX_STALENESS)")
 	fs.BoolVar(&cfg.failOpen, "fail-open", false, "allow tokens past -max-staleness instead of answering 503; logged and counted (REVOCAST_FAIL_OPEN)")
@@ -136,8 +141,14 @@ func (cfg config) tableOptions(log *zap.Logger) []client.Option {
 	if list := splitList(cfg.algorithms); len(list) > 0 {
 		opts = append(opts, client.WithAlgorithms(list...))
 	}
-	if cfg.jwksURL != "" {
-		opts = append(opts, client.WithKeyfunc(client.NewJWKS(cfg.jwksURL, nil).Keyfunc))
+	if cfg.sessionClaim != "" {
+		opts = append(opts, client.WithSessionClaim(cfg.sessionClaim))
+	}
+	switch {
+	case cfg.jwksURL != "" && cfg.issuer == revocastIssuer: // revocastd's JWKS
+		opts = append(opts, client.WithJWKS(client.NewJWKS(cfg.jwksURL, nil)))
+	case cfg.jwksURL != "":
+		opts = append(opts, client.WithJWKS(client.NewIssuerJWKS(cfg.jwksURL, nil)))
 	}
 	if cfg.requireAccessType {
 		opts = append(opts, client.WithRequireAccessTokenType())
