@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,14 +142,14 @@ func (j *JWKS) fetch() error {
 			continue
 		}
 		var key any
-		var err error
+		alg, err := k.Alg, error(nil)
 		if j.issuer {
-			key, err = k.publicKey()
+			key, alg, err = k.publicKey()
 		} else {
 			key, err = events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
 		}
 		if err == nil {
-			keys[k.Kid] = jwksKey{key: key, alg: k.Alg}
+			keys[k.Kid] = jwksKey{key: key, alg: alg}
 		}
 	}
 	j.keys.Store(&keys)
@@ -178,40 +179,64 @@ type jsonWebKey struct {
 	Use string `json:"use"`
 }
 
-// minRSABits is the smallest RSA modulus accepted (NIST SP 800-131A; Go refuses to sign
-// with less than 1024 and crypto/rsa treats less than 2048 as insecure).
-const minRSABits = 2048
+// RSA moduli outside these sizes are refused: below, too weak (NIST SP 800-131A; crypto/rsa
+// calls less than 2048 insecure); above, a hostile JWKS could make every verification cost
+// tens of milliseconds.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
 
-// publicKey decodes an RSA, EC or Ed25519 public key.
-func (k jsonWebKey) publicKey() (any, error) {
+// curveAlgs are the EC curves accepted and the one algorithm each verifies (RFC 7518
+// section 3.4): golang-jwt checks an ECDSA signature's size, not that the key's curve fits.
+var curveAlgs = map[string]struct {
+	curve elliptic.Curve
+	alg   string
+}{
+	"P-256": {elliptic.P256(), "ES256"},
+	"P-384": {elliptic.P384(), "ES384"},
+	"P-521": {elliptic.P521(), "ES512"},
+}
+
+// publicKey decodes an RSA, EC or Ed25519 public key, and the algorithm it verifies: the
+// JWK's "alg" (any RSA algorithm without one), always the curve's for EC and EdDSA for
+// Ed25519. A JWK whose "alg" contradicts its key type or curve is refused.
+func (k jsonWebKey) publicKey() (key any, alg string, err error) {
 	b64 := base64.RawURLEncoding.DecodeString
 	switch k.Kty {
 	case "RSA":
 		n, err1 := b64(k.N)
 		e, err2 := b64(k.E)
-		if err1 != nil || err2 != nil || len(e) == 0 || len(e) > 4 {
-			return nil, fmt.Errorf("client: RSA key %q: malformed n or e", k.Kid)
+		if err1 != nil || err2 != nil || len(e) == 0 || len(e) > 4 || len(n) > maxRSABits/8+1 {
+			return nil, "", fmt.Errorf("client: RSA key %q: malformed n or e", k.Kid)
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		if pub.N.BitLen() < minRSABits || pub.E < 3 || pub.E%2 == 0 {
-			return nil, fmt.Errorf("client: RSA key %q: %d-bit modulus, exponent %d", k.Kid, pub.N.BitLen(), pub.E)
+		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits || pub.E < 3 || pub.E%2 == 0 || pub.E > 1<<31-1 {
+			return nil, "", fmt.Errorf("client: RSA key %q: %d-bit modulus, exponent %d", k.Kid, pub.N.BitLen(), pub.E)
 		}
-		return pub, nil
+		if k.Alg != "" && !strings.HasPrefix(k.Alg, "RS") && !strings.HasPrefix(k.Alg, "PS") {
+			return nil, "", fmt.Errorf("client: RSA key %q: alg %q", k.Kid, k.Alg)
+		}
+		return pub, k.Alg, nil
 	case "EC":
-		curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
-		curve, ok := curves[k.Crv]
-		if !ok {
-			return nil, fmt.Errorf("client: EC key %q: curve %q", k.Kid, k.Crv)
+		c, ok := curveAlgs[k.Crv]
+		if !ok || (k.Alg != "" && k.Alg != c.alg) {
+			return nil, "", fmt.Errorf("client: EC key %q: curve %q, alg %q", k.Kid, k.Crv, k.Alg)
 		}
 		x, err1 := b64(k.X)
 		y, err2 := b64(k.Y)
-		size := (curve.Params().BitSize + 7) / 8
+		size := (c.curve.Params().BitSize + 7) / 8
 		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
-			return nil, fmt.Errorf("client: EC key %q: malformed x or y", k.Kid)
+			return nil, "", fmt.Errorf("client: EC key %q: malformed x or y", k.Kid)
 		}
-		return ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+		pub, err := ecdsa.ParseUncompressedPublicKey(c.curve, append(append([]byte{4}, x...), y...))
+		return pub, c.alg, err
 	case "OKP":
-		return events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
+		if k.Alg != "" && k.Alg != "EdDSA" && k.Alg != "Ed25519" {
+			return nil, "", fmt.Errorf("client: OKP key %q: alg %q", k.Kid, k.Alg)
+		}
+		pub, err := events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
+		return pub, "EdDSA", err
 	}
-	return nil, fmt.Errorf("client: key %q: key type %q", k.Kid, k.Kty)
+	return nil, "", fmt.Errorf("client: key %q: key type %q", k.Kid, k.Kty)
 }

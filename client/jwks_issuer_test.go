@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -115,8 +116,8 @@ func TestIssuerJWKS(t *testing.T) {
 		"PS256 with the RS256 key":   sign(jwt.SigningMethodPS256, "rsa", k.rsa, "JWT"),
 		"a key for encryption":       sign(jwt.SigningMethodRS256, "enc", k.enc, "JWT"),
 		"a 1024-bit key":             sign(jwt.SigningMethodRS256, "weak", k.weak, "JWT"),
-		"a point off the curve":      sign(jwt.SigningMethodES256, "off-curve", k.ec, "JWT"),
 		"HS256 with a published oct": sign(jwt.SigningMethodHS256, "hmac", []byte("a shared secret"), "JWT"),
+		"HS256 with the RSA key's n": sign(jwt.SigningMethodHS256, "rsa", k.rsa.PublicKey.N.Bytes(), "JWT"),
 		"another EC key, same kid":   sign(jwt.SigningMethodES256, "ec", otherEC, "JWT"),
 		"a refresh token":            sign(jwt.SigningMethodRS256, "rsa", k.rsa, "rt+jwt"),
 	} {
@@ -132,4 +133,68 @@ func TestIssuerJWKS(t *testing.T) {
 			t.Fatalf("%s token after the reset: %v, want ErrRevoked", name, err)
 		}
 	}
+}
+
+// TestIssuerJWKSKeyBinding: a key verifies the one algorithm its type and curve allow, and
+// a set cannot load keys that are malformed, off their curve, too weak or too costly.
+func TestIssuerJWKSKeyBinding(t *testing.T) {
+	p256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, _ := p256.PublicKey.Bytes()
+	x, y := b64(point[1:33]), b64(point[33:])
+	offCurve := append([]byte(nil), point[33:]...)
+	offCurve[31] ^= 1
+	huge := new(big.Int).Lsh(big.NewInt(1), 20000)
+	huge.Add(huge, big.NewInt(1))
+	for name, k := range map[string]jsonWebKey{
+		"off its curve":        {Kty: "EC", Crv: "P-256", Kid: "k", X: x, Y: b64(offCurve)},
+		"P-256 saying ES384":   {Kty: "EC", Crv: "P-256", Kid: "k", Alg: "ES384", X: x, Y: y},
+		"P-256K":               {Kty: "EC", Crv: "secp256k1", Kid: "k", X: x, Y: y},
+		"short x":              {Kty: "EC", Crv: "P-256", Kid: "k", X: x[:10], Y: y},
+		"20,001-bit RSA":       {Kty: "RSA", Kid: "k", N: b64(huge.Bytes()), E: "AQAB"},
+		"RSA saying HS256":     rsaKey(t, "HS256"),
+		"RSA without e":        {Kty: "RSA", Kid: "k", N: b64(huge.Bytes()[:256])},
+		"Ed25519 saying RS256": {Kty: "OKP", Crv: "Ed25519", Kid: "k", Alg: "RS256", X: b64(make([]byte, 32))},
+		"oct":                  {Kty: "oct", Kid: "k"},
+	} {
+		if key, alg, err := k.publicKey(); err == nil {
+			t.Errorf("%s: loaded %T for %q", name, key, alg)
+		}
+	}
+	// ES384 header, P-256 key, SHA-384 digest: golang-jwt checks the signature's size, not
+	// the key's curve. The key is bound to ES256 whatever its JWK says.
+	key, alg, err := jsonWebKey{Kty: "EC", Crv: "P-256", Kid: "ec", X: x, Y: y}.publicKey()
+	if err != nil || alg != "ES256" {
+		t.Fatalf("P-256 key without alg: %q, %v", alg, err)
+	}
+	hdr := b64([]byte(`{"alg":"ES384","kid":"ec","typ":"JWT"}`))
+	body := b64([]byte(`{"sub":"42","iat":1,"exp":9999999999}`))
+	digest := sha512.Sum384([]byte(hdr + "." + body))
+	r, s, err := ecdsa.Sign(rand.Reader, p256, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 96)
+	r.FillBytes(sig[:48])
+	s.FillBytes(sig[48:])
+	raw := hdr + "." + body + "." + b64(sig)
+	// Without the binding the token verifies: the check above is what refuses it.
+	if _, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return key, nil }); err != nil {
+		t.Fatalf("the forged-curve token does not verify even unbound (%v): the test proves nothing", err)
+	}
+	jk := jwksKey{key: key, alg: alg}
+	if _, err := jwt.Parse(raw, func(tok *jwt.Token) (any, error) { return jk.verifies(tok) }); err == nil {
+		t.Fatal("an ES384 token verified with a P-256 key")
+	}
+}
+
+func rsaKey(t *testing.T, alg string) jsonWebKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jsonWebKey{Kty: "RSA", Kid: "k", Alg: alg, N: b64(k.N.Bytes()), E: b64(big.NewInt(int64(k.E)).Bytes())}
 }

@@ -103,7 +103,7 @@ func WithKeyfunc(f jwt.Keyfunc) Option {
 		if f == nil {
 			return errors.New("client: WithKeyfunc: nil key function")
 		}
-		c.keyfunc = f
+		c.keyfunc, c.revocastKeys = f, false
 		return nil
 	}
 }

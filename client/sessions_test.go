@@ -345,8 +345,8 @@ func TestLookupAgreesWithEachTable(t *testing.T) {
 	at := func(k int) time.Time { return base.Add(time.Duration(k) * time.Second) }
 	var apps []string
 	for i := range 40 {
-		// Same length, first, middle and last byte: one home for all of them.
-		id := "app-" + strconv.Itoa(10+i) + "-x-" + strconv.Itoa(10+i) + "z"
+		// Same length and first and last 8 bytes: one home for all of them.
+		id := "tenant-0" + strconv.Itoa(1000+i) + "-prod-eu"
 		if i%2 == 0 {
 			id = "a" + strings.Repeat("b", i%7) + "c" // short ids
 		}
@@ -354,6 +354,16 @@ func TestLookupAgreesWithEachTable(t *testing.T) {
 		if i%3 != 0 {
 			tab.apply(mustApp(t, id, at(i)))
 		}
+	}
+	displaced := 0
+	x := tab.appIndex.Load()
+	for i, s := range x.slots {
+		if s.id != "" && x.home(s.id) != uint64(i) {
+			displaced++
+		}
+	}
+	if displaced < 10 {
+		t.Fatalf("%d apps away from their home slot: the test needs ids that share one", displaced)
 	}
 	users := make([]int64, 3000)
 	for i := range users {

@@ -61,7 +61,7 @@ func newUserTableSlots(size uint64) *userTable {
 }
 
 func (u *userTable) home(id int64) uint64 {
-	return (uint64(id) * fibonacci) >> u.shift
+	return (uint64(id) * fibonacci) >> (u.shift & 63) // & 63: no check for shifts past 63
 }
 
 // get returns the watermark of user id, or 0. It allocates nothing and takes no lock.
@@ -190,12 +190,15 @@ func (x *appIndex) home(id string) uint64 {
 	} else if n > 0 {
 		h = uint64(b[0])<<16 | uint64(b[n/2])<<8 | uint64(b[n-1])
 	}
-	return (h ^ uint64(n)) * fibonacci >> x.shift
+	return (h ^ uint64(n)) * fibonacci >> (x.shift & 63)
 }
 
 // get returns the watermark of app id, or 0. It allocates nothing and takes no lock.
 // (Table.lookup has the same steps written out, so that the home slot's check is inlined.)
 func (x *appIndex) get(id string) int64 {
+	if id == "" {
+		return 0 // "" marks an empty slot
+	}
 	i := x.home(id)
 	if s := &x.slots[i]; s.id == id {
 		return s.nb.Load()

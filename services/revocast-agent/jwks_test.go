@@ -5,10 +5,12 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,18 +64,10 @@ func TestAuthAnotherIssuer(t *testing.T) {
 	t.Cleanup(jwks.Close)
 	const iss = "https://idp.example.com"
 	s := startRevocastd(t)
-	a := startAgent(t, s, map[string]string{"REVOCAST_ISSUER": iss, "REVOCAST_JWKS_URL": jwks.URL,
-		"REVOCAST_ALGORITHMS": "RS256", "REVOCAST_LOG_LEVEL": "warn"})
+	a := startAgent(t, s, map[string]string{"REVOCAST_ISSUER": iss, "REVOCAST_JWKS_URL": jwks.URL, "REVOCAST_JWKS_KIND": "issuer",
+		"REVOCAST_ALGORITHMS": "RS256", "REVOCAST_SESSION_CLAIM": "session_state", "REVOCAST_LOG_LEVEL": "warn"})
 	sign := func(k *rsa.PrivateKey, issuer string) string {
-		now := time.Now()
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": issuer, "sub": "42", "app": "shop",
-			"iat": now.Add(-2 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()})
-		tok.Header["kid"] = "idp-1"
-		raw, err := tok.SignedString(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
+		return signIdP(t, k, issuer, "idp-session-1")
 	}
 	tok := sign(key, iss)
 	code, h, _ := call(t, "GET", a.url+"/auth", map[string]string{"Authorization": "Bearer " + tok})
@@ -86,9 +80,64 @@ func TestAuthAnotherIssuer(t *testing.T) {
 			t.Fatalf("%s = %d, want 401", name, code)
 		}
 	}
-	s.flush(t)
-	waitFor(t, "the issuer's token refused after the flush", func() bool {
+	// A session revocation reaches the issuer's tokens through -session-claim; the user's
+	// other session keeps working.
+	other := signIdP(t, key, iss, "idp-session-2")
+	code, _, body := call(t, "POST", s.api+"/v2/sessions/revoke/idp-session-1", map[string]string{"X-API-Key": s.apiKey(t, "sessions:revoke")})
+	if code != 200 {
+		t.Fatalf("session revocation = %d %s", code, body)
+	}
+	waitFor(t, "the revoked session's token refused", func() bool {
 		code, _, _ := call(t, "GET", a.url+"/auth", map[string]string{"Authorization": "Bearer " + tok})
 		return code == 401
 	})
+	if code, _, _ := call(t, "GET", a.url+"/auth", map[string]string{"Authorization": "Bearer " + other}); code != 200 {
+		t.Fatalf("the other session = %d, want 200", code)
+	}
+	s.flush(t)
+	waitFor(t, "the issuer's token refused after the flush", func() bool {
+		code, _, _ := call(t, "GET", a.url+"/auth", map[string]string{"Authorization": "Bearer " + other})
+		return code == 401
+	})
+}
+
+// signIdP signs an RS256 token as an OpenID provider would: typ JWT, a numeric sub, the
+// app and the provider's session id (Keycloak's session_state).
+func signIdP(t *testing.T, k *rsa.PrivateKey, issuer, session string) string {
+	t.Helper()
+	{
+		now := time.Now()
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": issuer, "sub": "42", "app": "shop",
+			"session_state": session, "iat": now.Add(-2 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()})
+		tok.Header["kid"] = "idp-1"
+		raw, err := tok.SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+}
+
+// TestJWKSKindRequired: with a JWKS URL and an issuer other than revocast's, the agent does
+// not guess whose keys they are (guessing wrong would drop the session check of revocast's
+// own tokens): it refuses to start and says which flag to add.
+func TestJWKSKindRequired(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"REVOCAST_ISSUER": "https://auth.corp", "REVOCAST_JWKS_URL": "http://127.0.0.1:1/jwks"}, "-jwks-kind revocast"},
+		{map[string]string{"REVOCAST_JWKS_URL": "http://127.0.0.1:1/jwks", "REVOCAST_JWKS_KIND": "theirs"}, "want revocast or issuer"},
+		{map[string]string{"REVOCAST_JWKS_KIND": "issuer"}, "without -jwks-url"},
+	} {
+		var stderr strings.Builder
+		_, err := parseConfig([]string{"revocast-agent"}, func(k string) string { return tc.env[k] }, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%v: err = %v, want it to say %q", tc.env, err, tc.want)
+		}
+	}
+	cfg, err := parseConfig([]string{"revocast-agent", "-jwks-url", "http://127.0.0.1:1/jwks"}, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.jwksKind != "revocast" {
+		t.Fatalf("default issuer: kind %q, %v; want revocast", cfg.jwksKind, err)
+	}
 }

@@ -71,11 +71,13 @@ func rawLoad(tb testing.TB, addr, path, authorization string, n, conns int, rate
 				}
 				lat[k] = time.Since(due)
 				if closing { // nginx ends a connection after keepalive_requests (1,000)
-					conn.Close()
-					if conn, err = net.Dial("tcp", addr); err != nil {
+					next, err := net.Dial("tcp", addr)
+					if err != nil {
 						errs <- err
 						return
 					}
+					conn.Close()
+					conn = next
 					r.Reset(conn)
 				}
 			}

@@ -49,8 +49,14 @@ func main() {
 	}
 }
 
-// revocastIssuer is the iss of the tokens revocast mints.
+// revocastIssuer is the iss of the tokens revocast mints (unless revocastd is told otherwise).
 const revocastIssuer = "revocast"
+
+// The kinds of JWKS -jwks-url may serve.
+const (
+	jwksRevocast = "revocast"
+	jwksIssuer   = "issuer"
+)
 
 // config is every setting, each a flag with an environment variable.
 type config struct {
@@ -58,7 +64,7 @@ type config struct {
 	natsURL, natsCreds   string
 	issuer               string
 	audience, algorithms string
-	jwksURL              string
+	jwksURL, jwksKind    string
 	appClaim, userClaim  string
 	sessionClaim         string
 	requireAccessType    bool
@@ -87,7 +93,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", revocastIssuer), "required iss claim; empty = any (REVOCAST_ISSUER)")
 	fs.StringVar(&cfg.audience, "audience", env("REVOCAST_AUDIENCE", ""), "comma-separated audiences, one of which aud must hold; empty = not checked (REVOCAST_AUDIENCE)")
 	fs.StringVar(&cfg.algorithms, "algorithms", env("REVOCAST_ALGORITHMS", ""), "comma-separated signing algorithms accepted; empty = EdDSA,ES256,RS256 (REVOCAST_ALGORITHMS)")
-	fs.StringVar(&cfg.jwksURL, "jwks-url", env("REVOCAST_JWKS_URL", ""), "verify tokens with the keys of this JWKS URL instead of revocast's keys over NATS: revocastd's (with -issuer revocast, access tokens only), or another issuer's RSA, EC and Ed25519 keys (REVOCAST_JWKS_URL)")
+	fs.StringVar(&cfg.jwksURL, "jwks-url", env("REVOCAST_JWKS_URL", ""), "verify tokens with the keys of this JWKS URL instead of revocast's keys over NATS (REVOCAST_JWKS_URL)")
+	fs.StringVar(&cfg.jwksKind, "jwks-kind", env("REVOCAST_JWKS_KIND", ""), "whose keys -jwks-url serves: revocast (revocastd's JWKS: access tokens only, sessions from sid) or issuer (another issuer's RSA, EC and Ed25519 keys); empty = revocast when -issuer is revocast, else required (REVOCAST_JWKS_KIND)")
 	fs.StringVar(&cfg.appClaim, "app-claim", env("REVOCAST_APP_CLAIM", client.DefaultAppClaim), "claim holding the app id; empty = tokens carry no app (REVOCAST_APP_CLAIM)")
 	fs.StringVar(&cfg.userClaim, "user-claim", env("REVOCAST_USER_CLAIM", client.DefaultUserClaim), "claim holding the user id (REVOCAST_USER_CLAIM)")
 	fs.StringVar(&cfg.sessionClaim, "session-claim", env("REVOCAST_SESSION_CLAIM", ""), "claim holding the login session id, so that session revocations apply; empty = sid for revocast's own tokens, none for another issuer's (REVOCAST_SESSION_CLAIM)")
@@ -122,6 +129,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if cfg.natsCreds == "" {
 		cfg.natsCreds = natsutil.DefaultCredentials(getenv, cfg.natsURL, natsutil.Resource)
 	}
+	switch {
+	case cfg.jwksURL == "" && cfg.jwksKind != "":
+		return cfg, fmt.Errorf("-jwks-kind %s without -jwks-url", cfg.jwksKind)
+	case cfg.jwksURL == "":
+	case cfg.jwksKind == "" && cfg.issuer == revocastIssuer:
+		cfg.jwksKind = jwksRevocast
+	case cfg.jwksKind == "":
+		// revocastd's issuer can be changed too: guessing from it could drop session checks.
+		return cfg, fmt.Errorf("-jwks-url with -issuer %q: say whose keys these are: -jwks-kind %s (revocastd's JWKS, for the tokens it mints) or -jwks-kind %s (another issuer's)",
+			cfg.issuer, jwksRevocast, jwksIssuer)
+	case cfg.jwksKind != jwksRevocast && cfg.jwksKind != jwksIssuer:
+		return cfg, fmt.Errorf("-jwks-kind %q: want %s or %s", cfg.jwksKind, jwksRevocast, jwksIssuer)
+	}
 	if cfg.cacheSize < 0 {
 		return cfg, fmt.Errorf("-signature-cache %d: must be 0 (off) or positive", cfg.cacheSize)
 	}
@@ -144,10 +164,10 @@ func (cfg config) tableOptions(log *zap.Logger) []client.Option {
 	if cfg.sessionClaim != "" {
 		opts = append(opts, client.WithSessionClaim(cfg.sessionClaim))
 	}
-	switch {
-	case cfg.jwksURL != "" && cfg.issuer == revocastIssuer: // revocastd's JWKS
+	switch cfg.jwksKind {
+	case jwksRevocast:
 		opts = append(opts, client.WithJWKS(client.NewJWKS(cfg.jwksURL, nil)))
-	case cfg.jwksURL != "":
+	case jwksIssuer:
 		opts = append(opts, client.WithJWKS(client.NewIssuerJWKS(cfg.jwksURL, nil)))
 	}
 	if cfg.requireAccessType {

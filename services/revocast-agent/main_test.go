@@ -121,20 +121,9 @@ func startRevocastd(tb testing.TB) *stack {
 	})
 	waitFor(tb, "revocastd ready", func() bool { code, _, _ := call(tb, "GET", s.api+"/readyz", nil); return code == 200 })
 
-	nc, err := nats.Connect(s.nats, nats.UserCredentials(natsutil.CredentialsFile(s.dataDir, natsutil.Broadcaster)), natsutil.PrivateInbox())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	st, done := s.store(tb)
+	defer done()
 	ctx := context.Background()
-	st, err := store.Open(ctx, js)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	_, root, err := st.CreateApp(ctx, "shop")
 	if err != nil {
 		tb.Fatal(err)
@@ -145,6 +134,38 @@ func startRevocastd(tb testing.TB) *stack {
 	}
 	s.rootKey, s.appCred = root.Reveal(), cred.Reveal()
 	return s
+}
+
+// store opens revocastd's store as the CLI does (the broadcaster's credentials); done
+// closes the connection.
+func (s *stack) store(tb testing.TB) (st *store.Store, done func()) {
+	tb.Helper()
+	nc, err := nats.Connect(s.nats, nats.UserCredentials(natsutil.CredentialsFile(s.dataDir, natsutil.Broadcaster)), natsutil.PrivateInbox())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		tb.Fatal(err)
+	}
+	if st, err = store.Open(context.Background(), js); err != nil {
+		nc.Close()
+		tb.Fatal(err)
+	}
+	return st, nc.Close
+}
+
+// apiKey creates an admin API key with the given scopes and returns its secret.
+func (s *stack) apiKey(tb testing.TB, scopes ...string) string {
+	tb.Helper()
+	st, done := s.store(tb)
+	defer done()
+	_, secret, err := st.CreateKey(context.Background(), fmt.Sprintf("test-%d", time.Now().UnixNano()), scopes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return secret.Reveal()
 }
 
 // login mints an access token for a user of shop, as the app's backend does.
