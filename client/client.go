@@ -342,10 +342,10 @@ func (t *Table) notBefore(appID string, userID int64) int64 {
 // that on a run of requests the processor has room to fetch the next slots too.
 func (t *Table) lookup(appID string, userID, session int64) int64 {
 	u, ss := t.users.Load(), t.sessions.Load()
-	us := &u.slots[u.home(userID)]
+	us := u.homeSlot(userID)
 	var sk, snb int64
 	if session != 0 {
-		sl := &ss.slots[ss.home(session)]
+		sl := ss.homeSlot(session)
 		sk, snb = sl.key.Load(), sl.nb.Load() // key first: see watermarks.go
 	}
 	uk, unb := us.key.Load(), us.nb.Load()

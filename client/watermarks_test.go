@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -372,5 +373,36 @@ func TestGrowthDoubles(t *testing.T) {
 	}
 	if u := tab.users.Load(); u.count*8 < len(u.slots)*3 {
 		t.Fatalf("%d entries in %d slots: less than 3/8 full", u.count, len(u.slots))
+	}
+}
+
+// TestHomeSlotInBounds: the lookup reads home slots without a bounds check, so every table
+// a Table can hold (new, reserved, grown, rebuilt) must keep home below its length, for the
+// ids at both ends of the range.
+func TestHomeSlotInBounds(t *testing.T) {
+	tables := []*userTable{newUserTable(0), newUserTable(1), newUserTable(1000), newUserTable(1 << 20)}
+	grown := newUserTable(0)
+	for i := range int64(200) {
+		grown = grown.grown()
+		grown.put(i+1, 1)
+	}
+	tables = append(tables, grown, grown.rebuilt(grown.count, 0))
+	ids := []int64{1, 2, 42, -1, 1<<63 - 1, -1 << 63, 0x9E3779B97F4A7C15 >> 1}
+	for i := range 10000 {
+		ids = append(ids, rand.Int64())
+		ids = append(ids, int64(i))
+	}
+	for _, u := range tables {
+		if uint64(len(u.slots)) != u.mask+1 || 64-int(u.shift) != bits.TrailingZeros64(uint64(len(u.slots))) {
+			t.Fatalf("table of %d slots: mask %d, shift %d", len(u.slots), u.mask, u.shift)
+		}
+		for _, id := range ids {
+			if h := u.home(id); h >= uint64(len(u.slots)) {
+				t.Fatalf("home(%d) = %d in a table of %d slots", id, h, len(u.slots))
+			}
+			if u.homeSlot(id) != &u.slots[u.home(id)] {
+				t.Fatalf("homeSlot(%d) is not slot %d", id, u.home(id))
+			}
+		}
 	}
 }
