@@ -21,9 +21,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/services/internal/flagenv"
+	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
 )
 
@@ -37,12 +38,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := flagenv.Defaults(getenv)
 	// Named, not args[0]: under go run that is a path in the build cache.
 	fs := flag.NewFlagSet("resourced", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,16 +50,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	maxStale := fs.Duration("max-staleness", client.DefaultMaxStaleness, "refuse tokens (503) when the table is older than this")
 	failOpen := fs.Bool("fail-open", false, "accept tokens past -max-staleness instead of answering 503 (logged and counted)")
 	maxLifetime := fs.Duration("max-token-lifetime", 24*time.Hour, "longest exp-iat accepted; watermarks older than this are pruned (RESOURCED_MAX_TOKEN_LIFETIME)")
-	if v := getenv("RESOURCED_MAX_TOKEN_LIFETIME"); v != "" {
-		if err := fs.Set("max-token-lifetime", v); err != nil {
-			return fmt.Errorf("RESOURCED_MAX_TOKEN_LIFETIME=%q: %w", v, err)
-		}
-	}
 	reportEvery := fs.Duration("report-interval", client.DefaultReportInterval, "how often the table reports itself to revocastd's fleet (RESOURCED_REPORT_INTERVAL)")
-	if v := getenv("RESOURCED_REPORT_INTERVAL"); v != "" {
-		if err := fs.Set("report-interval", v); err != nil {
-			return fmt.Errorf("RESOURCED_REPORT_INTERVAL=%q: %w", v, err)
-		}
+	if err := flagenv.Set(fs, getenv, map[string]string{
+		"max-token-lifetime": "RESOURCED_MAX_TOKEN_LIFETIME", "report-interval": "RESOURCED_REPORT_INTERVAL",
+	}); err != nil {
+		return err
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -72,9 +63,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		*creds = natsutil.DefaultCredentials(getenv, *natsURL, natsutil.Resource)
 	}
 	// The log format of revocastd: JSON lines with ISO 8601 times.
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encCfg), zapcore.AddSync(stderr), zap.InfoLevel), zap.AddCaller())
+	log, err := logging.New("info", "json", stderr)
+	if err != nil {
+		return err
+	}
+	log = log.WithOptions(zap.AddCaller())
 	defer func() { _ = log.Sync() }()
 
 	// Keep trying when NATS is not up yet: resource servers and revocast may start in any

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/services/internal/flagenv"
 	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/revocast-agent/extauthz"
@@ -80,12 +81,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var cfg config
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := flagenv.Defaults(getenv)
 	fs.StringVar(&cfg.addr, "addr", env("REVOCAST_AGENT_ADDR", "127.0.0.1:8181"), "HTTP listen address of /auth, /healthz, /readyz, /metrics (REVOCAST_AGENT_ADDR)")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", env("REVOCAST_AGENT_GRPC_ADDR", ""), "listen address of the Envoy gRPC ext_authz service; empty = off (REVOCAST_AGENT_GRPC_ADDR)")
 	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", natsutil.DefaultURL), "NATS server of revocast (NATS_URL)")
@@ -109,16 +105,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
 	// Typed defaults from the environment go through the flag package, so a bad value gets
 	// the same error as a bad flag.
-	for flagName, envName := range map[string]string{
+	if err := flagenv.Set(fs, getenv, map[string]string{
 		"require-access-token-type": "REVOCAST_REQUIRE_ACCESS_TOKEN_TYPE", "max-staleness": "REVOCAST_MAX_STALENESS",
 		"fail-open": "REVOCAST_FAIL_OPEN", "max-token-lifetime": "REVOCAST_MAX_TOKEN_LIFETIME", "leeway": "REVOCAST_LEEWAY",
 		"signature-cache": "REVOCAST_AGENT_SIGNATURE_CACHE", "send-claims": "REVOCAST_AGENT_SEND_CLAIMS",
-	} {
-		if v := getenv(envName); v != "" {
-			if err := fs.Set(flagName, v); err != nil {
-				return cfg, fmt.Errorf("%s=%q: %w", envName, v, err)
-			}
-		}
+	}); err != nil {
+		return cfg, err
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err

@@ -32,6 +32,7 @@ import (
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
+	"github.com/revocast/revocast/services/internal/flagenv"
 	"github.com/revocast/revocast/services/internal/fleet"
 	"github.com/revocast/revocast/services/internal/httpguard"
 	"github.com/revocast/revocast/services/internal/logging"
@@ -79,12 +80,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	// Named, not args[0]: under go run that is a path in the build cache.
 	fs := flag.NewFlagSet("revocastd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := flagenv.Defaults(getenv)
 	fs.StringVar(&cfg.httpAddr, "http-addr", env("REVOCAST_HTTP_ADDR", "127.0.0.1:8080"), "API listen address (REVOCAST_HTTP_ADDR)")
 	fs.StringVar(&cfg.dataDir, "data-dir", env("REVOCAST_DATA_DIR", natsutil.DefaultDataDir), "embedded NATS data directory (REVOCAST_DATA_DIR)")
 	fs.StringVar(&cfg.natsListen, "nats-listen", env("REVOCAST_NATS_LISTEN", natsutil.DefaultListen), "embedded NATS listen address (REVOCAST_NATS_LISTEN)")
@@ -103,17 +99,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.logFormat, "log-format", env("REVOCAST_LOG_FORMAT", "json"), "json or console (REVOCAST_LOG_FORMAT)")
 	// Numeric and duration defaults from the environment are parsed by the flag package
 	// itself, so a bad value gets the same error as a bad flag.
-	for flagName, envName := range map[string]string{
+	if err := flagenv.Set(fs, getenv, map[string]string{
 		"replicas": "REVOCAST_REPLICAS", "nats-sync-interval": "REVOCAST_NATS_SYNC_INTERVAL",
 		"publish-timeout": "REVOCAST_PUBLISH_TIMEOUT", "access-token-ttl": "REVOCAST_ACCESS_TOKEN_TTL",
 		"refresh-token-ttl": "REVOCAST_REFRESH_TOKEN_TTL", "snapshot-interval": "REVOCAST_SNAPSHOT_INTERVAL",
 		"audit-concurrency": "REVOCAST_AUDIT_CONCURRENCY",
-	} {
-		if v := getenv(envName); v != "" {
-			if err := fs.Set(flagName, v); err != nil {
-				return cfg, fmt.Errorf("%s=%q: %w", envName, v, err)
-			}
-		}
+	}); err != nil {
+		return cfg, err
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
