@@ -138,12 +138,7 @@ func (s *SnapshotWriter) User(id, notBefore int64) error {
 		return s.fail(err)
 	}
 	s.endApps()
-	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(id))
-	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(notBefore))
-	if s.n++; s.n == snapshotBlock {
-		s.flushBlock()
-	}
-	return s.err
+	return s.entry(id, notBefore)
 }
 
 // Session adds the watermark of a session, by its [SessionDigest]. Every user comes before
@@ -159,7 +154,13 @@ func (s *SnapshotWriter) Session(digest, notBefore int64) error {
 		return s.fail(err)
 	}
 	s.endUsers()
-	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(digest))
+	return s.entry(digest, notBefore)
+}
+
+// entry adds a (key, watermark) pair of the users or the sessions section to the current
+// block, and writes the block when it is full.
+func (s *SnapshotWriter) entry(key, notBefore int64) error {
+	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(key))
 	s.block = binary.LittleEndian.AppendUint64(s.block, uint64(notBefore))
 	if s.n++; s.n == snapshotBlock {
 		s.flushBlock()
