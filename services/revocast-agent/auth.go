@@ -40,6 +40,8 @@ type authHandler struct {
 	log        *zap.Logger
 	sendClaims bool
 	decisions  *prometheus.CounterVec
+	counted    [client.Unavailable + 1]prometheus.Counter // decisions' series by outcome, looked up once
+	failedOpen prometheus.Counter
 	latency    prometheus.Histogram
 	lastWarn   atomic.Int64 // last fail-open log line, Unix ns
 }
@@ -85,9 +87,11 @@ func newAuthHandler(table *client.Table, log *zap.Logger, reg prometheus.Registe
 			Help: "Decisions whose token was verified in full.",
 		}, func() float64 { return float64(table.Stats().CacheMisses) }),
 	)
-	for _, o := range []string{"allow", "deny", "unavailable", "fail_open"} {
-		h.decisions.WithLabelValues(o) // every series exists from the start
+	// Every series exists from the start, and the request path does no label lookup.
+	for _, o := range []client.Outcome{client.Allow, client.Deny, client.Unavailable} {
+		h.counted[o] = h.decisions.WithLabelValues(o.String())
 	}
+	h.failedOpen = h.decisions.WithLabelValues("fail_open")
 	return h
 }
 
@@ -98,7 +102,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Nothing of the request is echoed: the answer is built from the decision alone, so a
 	// forged X-Revocast-* header of the client never comes back to the proxy.
 	out.Set("Cache-Control", "no-store")
-	label := d.Outcome.String()
+	counter := h.counted[d.Outcome]
 	if d.Outcome == client.Allow {
 		out.Set(headerUser, strconv.FormatInt(d.Claims.UserID, 10))
 		out.Set(headerApp, d.Claims.AppID)
@@ -108,14 +112,14 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if d.FailOpen {
-			label = "fail_open"
+			counter = h.failedOpen
 			h.warnFailOpen()
 		}
 		w.WriteHeader(http.StatusOK)
 	} else {
 		d.WriteHTTP(w)
 	}
-	h.decisions.WithLabelValues(label).Inc()
+	counter.Inc()
 	h.latency.Observe(time.Since(start).Seconds())
 }
 
