@@ -23,27 +23,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revocast/revocast/client"
+	"github.com/revocast/revocast/services/internal/testkit"
 )
 
 // bin holds the built binaries.
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "revocast-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = dir
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"../revocastd", "../revocast", "../resourced")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testkit.RunWithBinaries(m, &bin, "../revocastd", "../revocast", "../resourced")
 }
 
 // process is a running binary whose output the test can read.

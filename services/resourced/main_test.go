@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,26 +15,12 @@ import (
 
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/testkit"
 	"github.com/revocast/revocast/services/internal/tokens"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer lets the test read what a running process or goroutine wrote so far.
+type syncBuffer = testkit.SyncBuffer
 
 var servingLine = regexp.MustCompile(`resourced: serving (http://\S+)`)
 

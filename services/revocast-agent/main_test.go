@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,44 +23,16 @@ import (
 
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/testkit"
 )
 
 // bin holds the revocastd binary, built once: the agent runs beside a real broadcaster.
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "revocast-agent-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = dir
-	if out, err := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../revocastd").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build revocastd: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.RunWithBinaries(m, &bin, "../revocastd") }
 
-// syncBuffer is a bytes.Buffer safe for a process or goroutine to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer lets the test read what a running process or goroutine wrote so far.
+type syncBuffer = testkit.SyncBuffer
 
 // waitFor polls cond every 10 ms for up to 20 s.
 func waitFor(tb testing.TB, what string, cond func() bool) {

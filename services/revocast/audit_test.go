@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/revocast/revocast/services/internal/api"
 	"github.com/revocast/revocast/services/internal/audit"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/testkit"
 )
 
 // apiEvents produces events through the real API and returns the CLI fixture, the actors
@@ -188,18 +188,8 @@ func TestAuditTable(t *testing.T) {
 	}
 }
 
-// syncBuffer lets the test read what a running command wrote so far.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer lets the test read what a running process or goroutine wrote so far.
+type syncBuffer = testkit.SyncBuffer
 
 func TestAuditFollow(t *testing.T) {
 	c, _, _, _ := apiEvents(t)

@@ -24,6 +24,7 @@ import (
 	"github.com/revocast/revocast/events"
 	"github.com/revocast/revocast/services/internal/natsutil"
 	"github.com/revocast/revocast/services/internal/store"
+	"github.com/revocast/revocast/services/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -31,23 +32,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine to write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer lets the test read what a running process or goroutine wrote so far.
+type syncBuffer = testkit.SyncBuffer
 
 // instance is a revocastd started through run, as main would.
 type instance struct {
