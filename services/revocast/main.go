@@ -403,14 +403,17 @@ the user's other sessions keep working.`,
 		`  revocast sessions revoke s_8J1kq3cVZ2fO0Qm2mJ4bkw
   revocast sessions revoke s_8J1kq3cVZ2fO0Qm2mJ4bkw --reason "stolen laptop"`,
 		exactArgs("SID"), func(cmd *cobra.Command, args []string) error {
-			if err := checkSessionsArgs([]string{"revoke", args[0]}); err != nil {
-				return err
+			sid := args[0]
+			if err := events.ValidateSessionID(sid); err != nil {
+				return usagef("%v", err)
 			}
 			if err := checkReason(reason); err != nil {
 				return err
 			}
-			return c.withStore(cmd.Context(), func(ctx context.Context, st *store.Store, _ jetstream.JetStream) error {
-				return runSessions(ctx, st, []string{"revoke", args[0]}, reason, c.stdout)
+			return c.withConn(cmd.Context(), 0, func(ctx context.Context, nc *nats.Conn, st *store.Store, _ jetstream.JetStream) error {
+				return c.publish(ctx, nc, st, reason, 0, func(now time.Time) (events.Event, error) {
+					return events.NewSessionRevoked(sid, now, cliActor())
+				})
 			})
 		})
 	revoke.Flags().StringVar(&reason, "reason", "", "why, recorded in the event (one line of plain text, at most 512 bytes)")
