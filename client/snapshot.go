@@ -73,26 +73,16 @@ func (t *Table) WriteSnapshot(w io.Writer) (events.SnapshotHeader, error) {
 			return h, err
 		}
 	}
-	for i := range users.slots {
-		s := &users.slots[i]
-		if id := s.key.Load(); id != 0 {
-			if err := sw.User(id, s.nb.Load()); err != nil {
-				return h, err
-			}
-		}
+	if err := users.each(sw.User); err != nil {
+		return h, err
 	}
 	for id, nb := range heldUsers {
 		if err := sw.User(id, nb); err != nil {
 			return h, err
 		}
 	}
-	for i := range sessions.slots {
-		s := &sessions.slots[i]
-		if d := s.key.Load(); d != 0 {
-			if err := sw.Session(d, s.nb.Load()); err != nil {
-				return h, err
-			}
-		}
+	if err := sessions.each(sw.Session); err != nil {
+		return h, err
 	}
 	for d, nb := range heldSessions {
 		if err := sw.Session(d, nb); err != nil {

@@ -132,14 +132,26 @@ func (u *userTable) rebuilt(capacity int, cutoff int64) *userTable {
 
 // copyInto puts the entries whose watermark is at least cutoff into n, which has room.
 func (u *userTable) copyInto(n *userTable, cutoff int64) {
+	_ = u.each(func(id, nb int64) error {
+		if nb >= cutoff {
+			n.put(id, nb)
+		}
+		return nil
+	})
+}
+
+// each calls f with every entry (key, watermark) in slot order, and stops at its first
+// error.
+func (u *userTable) each(f func(key, nb int64) error) error {
 	for i := range u.slots {
 		s := &u.slots[i]
-		if id := s.key.Load(); id != 0 {
-			if nb := s.nb.Load(); nb >= cutoff {
-				n.put(id, nb)
+		if key := s.key.Load(); key != 0 {
+			if err := f(key, s.nb.Load()); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // appTable maps app ids to watermarks. The map itself is never changed once published: a new
