@@ -138,17 +138,11 @@ func (j *JWKS) fetch() error {
 	}
 	keys := make(map[string]jwksKey, len(set.Keys))
 	for _, k := range set.Keys {
-		if k.Kid == "" || (k.Use != "" && k.Use != "sig") {
+		// revocast signs with Ed25519 keys only.
+		if k.Kid == "" || (k.Use != "" && k.Use != "sig") || (!j.issuer && k.Kty != "OKP") {
 			continue
 		}
-		var key any
-		alg, err := k.Alg, error(nil)
-		if j.issuer {
-			key, alg, err = k.publicKey()
-		} else {
-			key, err = events.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Kid: k.Kid}.Ed25519()
-		}
-		if err == nil {
+		if key, alg, err := k.publicKey(); err == nil {
 			keys[k.Kid] = jwksKey{key: key, alg: alg}
 		}
 	}
