@@ -26,6 +26,7 @@ import (
 	"github.com/revocast/revocast/services/internal/flagenv"
 	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/internal/tokens"
 )
 
 func main() {
@@ -46,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	natsURL := fs.String("nats-url", env("NATS_URL", nats.DefaultURL), "NATS server of revocast (NATS_URL)")
 	creds := fs.String("nats-creds", getenv("NATS_CREDS"),
 		"NATS credentials file (NATS_CREDS; default the embedded default's resource.creds in REVOCAST_DATA_DIR, default ./revocast-data)")
-	issuer := fs.String("issuer", env("REVOCAST_ISSUER", "revocast"), "required iss claim (REVOCAST_ISSUER)")
+	issuer := fs.String("issuer", env("REVOCAST_ISSUER", tokens.DefaultIssuer), "required iss claim (REVOCAST_ISSUER)")
 	maxStale := fs.Duration("max-staleness", client.DefaultMaxStaleness, "refuse tokens (503) when the table is older than this")
 	failOpen := fs.Bool("fail-open", false, "accept tokens past -max-staleness instead of answering 503 (logged and counted)")
 	maxLifetime := fs.Duration("max-token-lifetime", 24*time.Hour, "longest exp-iat accepted; watermarks older than this are pruned (RESOURCED_MAX_TOKEN_LIFETIME)")

@@ -35,6 +35,7 @@ import (
 	"github.com/revocast/revocast/services/internal/flagenv"
 	"github.com/revocast/revocast/services/internal/logging"
 	"github.com/revocast/revocast/services/internal/natsutil"
+	"github.com/revocast/revocast/services/internal/tokens"
 	"github.com/revocast/revocast/services/revocast-agent/extauthz"
 )
 
@@ -49,9 +50,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// revocastIssuer is the iss of the tokens revocast mints (unless revocastd is told otherwise).
-const revocastIssuer = "revocast"
 
 // The kinds of JWKS -jwks-url may serve.
 const (
@@ -86,7 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", env("REVOCAST_AGENT_GRPC_ADDR", ""), "listen address of the Envoy gRPC ext_authz service; empty = off (REVOCAST_AGENT_GRPC_ADDR)")
 	fs.StringVar(&cfg.natsURL, "nats-url", env("NATS_URL", natsutil.DefaultURL), "NATS server of revocast (NATS_URL)")
 	fs.StringVar(&cfg.natsCreds, "nats-creds", "", "NATS credentials file of the resource role (NATS_CREDS; default the embedded default's resource.creds in REVOCAST_DATA_DIR, default ./revocast-data)")
-	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", revocastIssuer), "required iss claim; empty = any (REVOCAST_ISSUER)")
+	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", tokens.DefaultIssuer), "required iss claim; empty = any (REVOCAST_ISSUER)")
 	fs.StringVar(&cfg.audience, "audience", env("REVOCAST_AUDIENCE", ""), "comma-separated audiences, one of which aud must hold; empty = not checked (REVOCAST_AUDIENCE)")
 	fs.StringVar(&cfg.algorithms, "algorithms", env("REVOCAST_ALGORITHMS", ""), "comma-separated signing algorithms accepted; empty = EdDSA,ES256,RS256 (REVOCAST_ALGORITHMS)")
 	fs.StringVar(&cfg.jwksURL, "jwks-url", env("REVOCAST_JWKS_URL", ""), "verify tokens with the keys of this JWKS URL instead of revocast's keys over NATS (REVOCAST_JWKS_URL)")
@@ -125,7 +123,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	case cfg.jwksURL == "" && cfg.jwksKind != "":
 		return cfg, fmt.Errorf("-jwks-kind %s without -jwks-url", cfg.jwksKind)
 	case cfg.jwksURL == "":
-	case cfg.jwksKind == "" && cfg.issuer == revocastIssuer:
+	case cfg.jwksKind == "" && cfg.issuer == tokens.DefaultIssuer:
 		cfg.jwksKind = jwksRevocast
 	case cfg.jwksKind == "":
 		// revocastd's issuer can be changed too: guessing from it could drop session checks.

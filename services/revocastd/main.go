@@ -90,7 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&cfg.syncInterval, "nats-sync-interval", 0, "embedded JetStream fsync interval; 0 = fsync before every ack (REVOCAST_NATS_SYNC_INTERVAL)")
 	fs.DurationVar(&cfg.publishTimeout, "publish-timeout", 5*time.Second, "how long a call waits for JetStream to store its event before answering 500 (REVOCAST_PUBLISH_TIMEOUT)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", env("REVOCAST_TRUSTED_PROXIES", ""), "comma-separated proxy CIDRs whose X-Forwarded-For is trusted (REVOCAST_TRUSTED_PROXIES)")
-	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", "revocast"), "iss claim of the tokens revocast mints (REVOCAST_ISSUER)")
+	fs.StringVar(&cfg.issuer, "issuer", env("REVOCAST_ISSUER", tokens.DefaultIssuer), "iss claim of the tokens revocast mints (REVOCAST_ISSUER)")
 	fs.DurationVar(&cfg.accessTTL, "access-token-ttl", 15*time.Minute, "lifetime of minted access tokens (REVOCAST_ACCESS_TOKEN_TTL)")
 	fs.DurationVar(&cfg.refreshTTL, "refresh-token-ttl", 30*24*time.Hour, "lifetime of minted refresh tokens (REVOCAST_REFRESH_TOKEN_TTL)")
 	fs.DurationVar(&cfg.snapshotEvery, "snapshot-interval", time.Minute, "how often to write the revocation table to the snapshot bucket when events came since the last one, for clients to start from; 0 = never (REVOCAST_SNAPSHOT_INTERVAL)")

@@ -83,11 +83,15 @@ type Pair struct {
 	RefreshExpiresAt time.Time
 }
 
+// DefaultIssuer is the iss of the tokens revocast mints unless revocastd is told otherwise
+// (-issuer), and what the resource servers and the agent expect by default.
+const DefaultIssuer = "revocast"
+
 // NewIssuer sets up the used-refresh bucket (entries expire with the refresh tokens) and
 // returns an issuer.
 func NewIssuer(ctx context.Context, js jetstream.JetStream, replicas int, ring *KeyRing, rev Revocations, cfg Config) (*Issuer, error) {
 	if cfg.Issuer == "" {
-		cfg.Issuer = "revocast"
+		cfg.Issuer = DefaultIssuer
 	}
 	if cfg.AccessTTL <= 0 {
 		cfg.AccessTTL = 15 * time.Minute
