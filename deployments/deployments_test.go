@@ -548,6 +548,7 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// k8sObject is what the tests read of a Kubernetes object (Deployment, Service, PDB).
 type k8sObject struct {
 	Kind     string `yaml:"kind"`
 	Metadata struct {
@@ -571,6 +572,7 @@ type k8sObject struct {
 			Spec struct {
 				Containers []struct {
 					Name  string `yaml:"name"`
+					Image string `yaml:"image"`
 					Ports []struct {
 						Name          string `yaml:"name"`
 						ContainerPort int    `yaml:"containerPort"`
@@ -585,6 +587,10 @@ type k8sObject struct {
 							} `yaml:"secretKeyRef"`
 						} `yaml:"valueFrom"`
 					} `yaml:"env"`
+					VolumeMounts []struct {
+						Name      string `yaml:"name"`
+						MountPath string `yaml:"mountPath"`
+					} `yaml:"volumeMounts"`
 					ReadinessProbe probe `yaml:"readinessProbe"`
 					LivenessProbe  probe `yaml:"livenessProbe"`
 				} `yaml:"containers"`

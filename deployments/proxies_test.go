@@ -517,58 +517,15 @@ func agentEnv(t *testing.T) (names map[string]bool, fromSource bool) {
 	return map[string]bool{"REVOCAST_AGENT_ADDR": true, "REVOCAST_AGENT_GRPC_ADDR": true, "NATS_URL": true, "NATS_CREDS": true}, false
 }
 
-type sidecarObject struct {
-	Kind string `yaml:"kind"`
-	Spec struct {
-		Selector struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-		Ports []struct {
-			TargetPort string `yaml:"targetPort"`
-		} `yaml:"ports"`
-		Template struct {
-			Metadata struct {
-				Labels map[string]string `yaml:"labels"`
-			} `yaml:"metadata"`
-			Spec struct {
-				Containers []struct {
-					Name  string `yaml:"name"`
-					Image string `yaml:"image"`
-					Ports []struct {
-						Name          string `yaml:"name"`
-						ContainerPort int    `yaml:"containerPort"`
-					} `yaml:"ports"`
-					Env []struct {
-						Name      string `yaml:"name"`
-						Value     string `yaml:"value"`
-						ValueFrom *struct {
-							SecretKeyRef struct {
-								Name string `yaml:"name"`
-								Key  string `yaml:"key"`
-							} `yaml:"secretKeyRef"`
-						} `yaml:"valueFrom"`
-					} `yaml:"env"`
-					VolumeMounts []struct {
-						Name      string `yaml:"name"`
-						MountPath string `yaml:"mountPath"`
-					} `yaml:"volumeMounts"`
-					ReadinessProbe probe `yaml:"readinessProbe"`
-					LivenessProbe  probe `yaml:"livenessProbe"`
-				} `yaml:"containers"`
-			} `yaml:"spec"`
-		} `yaml:"template"`
-	} `yaml:"spec"`
-}
-
-func sidecarDeployment(t *testing.T) sidecarObject {
+func sidecarDeployment(t *testing.T) k8sObject {
 	t.Helper()
-	for _, o := range readDocs[sidecarObject](t, "k8s/agent-sidecar.yaml") {
+	for _, o := range readDocs[k8sObject](t, "k8s/agent-sidecar.yaml") {
 		if o.Kind == "Deployment" {
 			return o
 		}
 	}
 	t.Fatal("k8s/agent-sidecar.yaml: no Deployment")
-	return sidecarObject{}
+	return k8sObject{}
 }
 
 func TestAgentSidecar(t *testing.T) {
@@ -637,7 +594,7 @@ func TestAgentSidecar(t *testing.T) {
 		t.Errorf("nginx container port http = %d, the snippet listens on %v", ports["http"], m)
 	}
 	// The Service reaches nginx only: the agent and the app are never reachable from outside.
-	for _, o := range readDocs[sidecarObject](t, "k8s/agent-sidecar.yaml") {
+	for _, o := range readDocs[k8sObject](t, "k8s/agent-sidecar.yaml") {
 		if o.Kind != "Service" {
 			continue
 		}
