@@ -124,22 +124,11 @@ func openStore(tb testing.TB, srv *instance) (*store.Store, jetstream.JetStream)
 	return st, js
 }
 
+// call is request without the answer's headers.
 func call(tb testing.TB, method, url string, header map[string]string) (int, string) {
 	tb.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	code, _, body := request(tb, method, url, header)
+	return code, body
 }
 
 // readAll returns every event in the stream with its subject, in order.
