@@ -69,9 +69,10 @@ func NewJWKS(url string, hc *http.Client) *JWKS {
 }
 
 // NewIssuerJWKS returns a key source for another issuer's JWKS at url (an OpenID provider's
-// jwks_uri): its RSA (2048 bits and more), EC (P-256, P-384, P-521) and Ed25519 signing
-// keys. A key whose JWK names an "alg" verifies tokens of that algorithm only, and keys
-// whose "use" is not "sig" are left out. It asks no "typ" of the token: the [Table]'s own
+// jwks_uri): its RSA (2048 to 8192 bits), EC (P-256, P-384, P-521) and Ed25519 signing
+// keys. Each key verifies one algorithm: its curve's for EC, EdDSA for Ed25519, the one its
+// JWK names for RSA (any RSA algorithm without one); keys whose "use" is not "sig" are left
+// out. It asks no "typ" of the token: the [Table]'s own
 // checks apply (never a type or token_use of another use; [WithRequireAccessTokenType] for
 // at+jwt), as do its algorithms ([WithAlgorithms]). Pair it with [WithIssuer].
 func NewIssuerJWKS(url string, hc *http.Client) *JWKS {
